@@ -1,0 +1,196 @@
+"""One settings tree for the whole platform (env prefix ``HEMS_``, nested with ``__``).
+
+Why one tree: every layer (ingest, Dagster, dbt, API, dashboards) must agree on where the
+stores are; a single pydantic-settings model validated at start-up turns a wrong value into
+one clear error line instead of a traceback deep inside a driver.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Profile(StrEnum):
+    local = "local"  # embedded: Parquet + DuckDB + SQLite + in-process cache, no servers
+    stack = "stack"  # PostgreSQL, Redis, Mosquitto, InfluxDB
+
+
+class PostgresSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(5432, ge=1, le=65535)
+    user: str = "postgres"
+    password: SecretStr = SecretStr("")
+    app_database: str = "hems"
+    warehouse_database: str = "hems_warehouse"
+    dagster_database: str = "hems_dagster"
+    mlflow_database: str = "hems_mlflow"
+
+    def url(self, database: str, driver: str = "postgresql+psycopg") -> str:
+        auth = quote(self.user, safe="")
+        if self.password.get_secret_value():
+            auth += ":" + quote(self.password.get_secret_value(), safe="")
+        return f"{driver}://{auth}@{self.host}:{self.port}/{database}"
+
+
+class RedisSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(6379, ge=1, le=65535)
+    db: int = Field(0, ge=0, le=15)
+    password: SecretStr = SecretStr("")
+    key_prefix: str = "hems:"
+
+
+class MqttSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    topic_prefix: str = "hems/v1"
+    client_id: str = "hems-ingest"
+    qos: Literal[0, 1] = 1
+
+
+class InfluxSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8086, ge=1, le=65535)
+    database: str = "hems"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    timeout_s: float = Field(30.0, gt=0)
+    write_batch_size: int = Field(20_000, ge=1)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    cors_origins: list[str] = ["http://localhost:8501", "http://127.0.0.1:8501"]
+
+
+class UiPorts(BaseModel):
+    dagster: int = Field(3000, ge=1, le=65535)
+    dashboards: int = Field(8501, ge=1, le=65535)
+    mlflow: int = Field(5000, ge=1, le=65535)
+
+
+class DomainSettings(BaseModel):
+    timezone: str = "Asia/Seoul"
+    carbon_factor_kg_per_kwh: float = Field(0.4173, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Asia/Seoul)") from exc
+        return v
+
+
+class DemoSettings(BaseModel):
+    households: int = Field(20, ge=1, le=100_000)
+    days: int = Field(14, ge=1, le=3660)
+    seed: int = 42
+
+
+class Settings(BaseSettings):
+    """Every value can be set as ``HEMS_<NAME>`` or ``HEMS_<GROUP>__<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HEMS_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    profile: Profile = Profile.local
+    data_dir: Path = PROJECT_ROOT / "var"
+    pipeline_start_date: str = "2024-01-01"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    postgres: PostgresSettings = PostgresSettings()
+    redis: RedisSettings = RedisSettings()
+    mqtt: MqttSettings = MqttSettings()
+    influx: InfluxSettings = InfluxSettings()
+    api: ApiSettings = ApiSettings()
+    ui: UiPorts = UiPorts()
+    domain: DomainSettings = DomainSettings()
+    demo: DemoSettings = DemoSettings()
+
+    @field_validator("pipeline_start_date")
+    @classmethod
+    def _iso_date(cls, v: str) -> str:
+        from datetime import date
+
+        try:
+            date.fromisoformat(v)
+        except ValueError as exc:
+            raise ValueError(f"{v!r} is not a date in YYYY-MM-DD form") from exc
+        return v
+
+    # --- derived locations (embedded profile) ---
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse" / "hems.duckdb"
+
+    @property
+    def warehouse_snapshot_path(self) -> Path:
+        return self.data_dir / "warehouse" / "hems_serving.duckdb"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_dir / "dagster"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.data_dir / "mlflow"
+
+    @property
+    def app_database_url(self) -> str:
+        if self.profile is Profile.stack:
+            return self.postgres.url(self.postgres.app_database)
+        return f"sqlite:///{self.data_dir / 'app.sqlite3'}"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        if self.profile is Profile.stack:
+            return self.postgres.url(self.postgres.mlflow_database, driver="postgresql+psycopg")
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+
+class SettingsError(RuntimeError):
+    """A configuration value is wrong; the message is one line naming the variable."""
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        var = "HEMS_" + "__".join(str(p).upper() for p in err["loc"])
+        value = err.get("input")
+        shown = "***" if any(s in var for s in ("PASSWORD", "SECRET", "KEY", "TOKEN")) else repr(value)
+        parts.append(f"{var}={shown}: {err['msg']}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, validated once per process."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc)) from None
