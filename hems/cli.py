@@ -1,0 +1,377 @@
+"""The ``hems`` command: demo, services, simulate, pipeline and the four UIs.
+
+It is the composition root, so it may reach every layer; it imports them inside commands so
+``hems --help`` stays instant and a broken optional layer never breaks the others.
+Every failure an operator can fix is printed as one line (service, address, fix) with exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hems.errors import HemsError
+from hems.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
+
+app = typer.Typer(help="HEMS data platform", no_args_is_help=True, add_completion=False)
+services_app = typer.Typer(help="Stack services: PostgreSQL, Redis, Mosquitto, InfluxDB", no_args_is_help=True)
+app.add_typer(services_app, name="services")
+console = Console()
+err = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def _default_start(settings: Settings, days: int) -> date:
+    """The ``days`` full local days that end yesterday."""
+    today = datetime.now(ZoneInfo(settings.domain.timezone)).date()
+    return today - timedelta(days=days)
+
+
+# --- configuration --------------------------------------------------------------------------
+@app.command()
+def config() -> None:
+    """Show the effective configuration (secrets masked)."""
+    settings = get_settings()
+    console.print_json(settings.model_dump_json())
+
+
+# --- data ---------------------------------------------------------------------------------
+@app.command()
+def simulate(
+    households: Annotated[int, typer.Option(min=1, help="number of households")] = 20,
+    days: Annotated[int, typer.Option(min=1, help="number of local days")] = 14,
+    start: Annotated[str | None, typer.Option(help="first local day YYYY-MM-DD (default: ends yesterday)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same data)")] = 42,
+    live: Annotated[bool, typer.Option(help="publish live readings over MQTT instead of bulk history")] = False,
+    duration: Annotated[float, typer.Option(min=1, help="--live: seconds to publish")] = 60.0,
+    speed: Annotated[float, typer.Option(min=1, help="--live: simulated seconds per real second")] = 60.0,
+) -> None:
+    """Simulate households: bulk history into the raw store, or live MQTT publishing."""
+    settings = get_settings()
+    if live:
+        from ingest.simulator import Fleet
+        from ingest.simulator.live import publish_live
+
+        fleet = Fleet.generate(n_households=households, seed=seed, timezone=settings.domain.timezone)
+        console.print(f"publishing {households} households to mqtt://{settings.mqtt.host}:{settings.mqtt.port}")
+        stats = publish_live(fleet, settings.mqtt, duration_s=duration, speed=speed)
+        console.print(f"published: {stats}")
+        return
+    first = _parse_day(start) if start else _default_start(settings, days)
+    summary = _simulate_history(settings, households, days, first, seed)
+    console.print(
+        f"simulated {summary.households} households × {summary.days} days "
+        f"({summary.first_day} … {summary.last_day}): {summary.readings:,} points, "
+        f"ground truth {summary.truth_import_kwh:,.1f} kWh → {summary.truth_path}"
+    )
+
+
+def _simulate_history(settings: Settings, households: int, days: int, first: date, seed: int):  # noqa: ANN202
+    from ingest.history import simulate_history
+
+    with _progress() as progress:
+        task = progress.add_task(f"simulating {households} households", total=days)
+        return simulate_history(
+            settings, households, days, first, seed, progress=lambda i, n: progress.update(task, completed=i)
+        )
+
+
+def _parse_day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from None
+
+
+@app.command()
+def pipeline(
+    start: Annotated[str, typer.Option(help="first local day YYYY-MM-DD")],
+    end: Annotated[str, typer.Option(help="last local day YYYY-MM-DD (inclusive)")],
+) -> None:
+    """Land raw readings for a range of local days, then build and publish the marts."""
+    from orchestration.lib.runner import run_energy_pipeline
+
+    first, last = _parse_day(start), _parse_day(end)
+    if last < first:
+        raise typer.BadParameter(f"end {last} is before start {first}")
+    with console.status("running the energy pipeline (landing → dbt → publish)"):
+        result = run_energy_pipeline(first, last, get_settings())
+    console.print(
+        f"landed {result.landed_rows:,} readings over {result.landed_partitions} days; runs {', '.join(result.run_ids)}"
+    )
+
+
+# --- stack services -------------------------------------------------------------------------
+def _services_table(rows) -> Table:  # noqa: ANN001
+    table = Table("service", "address", "state", "detail")
+    for s in rows:
+        table.add_row(s.name, s.address, s.state, s.detail or "")
+    return table
+
+
+@services_app.command("up")
+def services_up() -> None:
+    """Use running services; start private ones on loopback; install InfluxDB when missing."""
+    from hems import services
+
+    console.print(_services_table(services.up(get_settings())))
+
+
+@services_app.command("status")
+def services_status() -> None:
+    """Show which stack services answer."""
+    from hems import services
+
+    console.print(_services_table(services.status(get_settings())))
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop the private services this project started (never the machine's shared ones)."""
+    from hems import services
+
+    console.print(_services_table(services.down(get_settings())))
+
+
+# --- UIs ----------------------------------------------------------------------------------
+def _ui_commands(settings: Settings) -> dict[str, tuple[list[str], int, str]]:
+    py = sys.executable
+    bin_dir = Path(py).parent
+    mlflow_dir = settings.mlflow_dir
+    return {
+        "api": (
+            [py, "-m", "uvicorn", "serving.main:app", "--host", settings.api.host, "--port", str(settings.api.port)],
+            settings.api.port,
+            "/docs",
+        ),
+        "dashboards": (
+            [
+                py, "-m", "streamlit", "run", str(PROJECT_ROOT / "dashboards" / "streamlit_app.py"),
+                "--server.port", str(settings.ui.dashboards), "--server.address", "127.0.0.1",
+                "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            ],
+            settings.ui.dashboards,
+            "/",
+        ),
+        "dagster": (
+            [
+                str(bin_dir / "dagster"), "dev", "-m", "orchestration.definitions",
+                "-h", "127.0.0.1", "-p", str(settings.ui.dagster),
+            ],
+            settings.ui.dagster,
+            "/",
+        ),
+        "mlflow": (
+            [
+                str(bin_dir / "mlflow"), "server", "--backend-store-uri", settings.mlflow_tracking_uri,
+                "--artifacts-destination", str(mlflow_dir / "artifacts"),
+                "--host", "127.0.0.1", "--port", str(settings.ui.mlflow), "--workers", "1",
+            ],
+            settings.ui.mlflow,
+            "/",
+        ),
+    }
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _serve(names: list[str], settings: Settings) -> None:
+    """Start the named UIs, wait until each answers, print their URLs, stop them all on Ctrl-C."""
+    from orchestration.lib.runner import prepare_dagster_home
+
+    prepare_dagster_home(settings)
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    commands = _ui_commands(settings)
+    busy = [f"{n} port {commands[n][1]}" for n in names if _port_open(commands[n][1])]
+    if busy:
+        raise HemsError(f"already in use: {', '.join(busy)}; stop what runs there or set HEMS_UI__* / HEMS_API__PORT")
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        for name in names:
+            cmd, _port, _path = commands[name]
+            log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
+            procs[name] = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + 120
+        pending = set(names)
+        with console.status("starting " + ", ".join(names)):
+            while pending and time.monotonic() < deadline:
+                for name in list(pending):
+                    if procs[name].poll() is not None:
+                        raise HemsError(f"{name} exited at start; see {logs / (name + '.log')}")
+                    if _port_open(commands[name][1]):
+                        pending.discard(name)
+                time.sleep(0.5)
+        if pending:
+            raise HemsError(f"{', '.join(sorted(pending))} did not answer within 120 s; see {logs}")
+        table = Table("UI", "URL", "for")
+        purpose = {"api": "apps (OpenAPI)", "dashboards": "analysts", "dagster": "data engineers", "mlflow": "ML engineers"}
+        for name in names:
+            table.add_row(name, f"http://127.0.0.1:{commands[name][1]}{commands[name][2]}", purpose[name])
+        console.print(table)
+        console.print(f"logs in {logs}; press Ctrl-C to stop")
+        while all(p.poll() is None for p in procs.values()):
+            time.sleep(1)
+        dead = [n for n, p in procs.items() if p.poll() is not None]
+        raise HemsError(f"{', '.join(dead)} stopped; see {logs}")
+    except KeyboardInterrupt:
+        console.print("stopping …")
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+@app.command()
+def serve() -> None:
+    """Start the serving API (apps; OpenAPI at /docs)."""
+    _serve(["api"], get_settings())
+
+
+@app.command()
+def dashboards() -> None:
+    """Start the Streamlit dashboards (analysts)."""
+    _serve(["dashboards"], get_settings())
+
+
+@app.command()
+def dagster() -> None:
+    """Start the Dagster UI and daemon (data engineers)."""
+    _serve(["dagster"], get_settings())
+
+
+@app.command()
+def mlflow() -> None:
+    """Start the MLflow UI (ML engineers)."""
+    _serve(["mlflow"], get_settings())
+
+
+# --- demo -----------------------------------------------------------------------------------
+@app.command()
+def demo(
+    households: Annotated[int | None, typer.Option(min=1, help="households (default HEMS_DEMO__HOUSEHOLDS)")] = None,
+    days: Annotated[int | None, typer.Option(min=1, help="days (default HEMS_DEMO__DAYS)")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed")] = None,
+    serve_uis: Annotated[bool, typer.Option("--serve/--no-serve", help="start the UIs after the pipeline")] = True,
+    reset: Annotated[bool, typer.Option(help="delete earlier demo data first")] = False,
+) -> None:
+    """Simulate a fleet, run every asset, then start Dagster, the API, the dashboards and MLflow."""
+    settings = get_settings()
+    n = households or settings.demo.households
+    d = days or settings.demo.days
+    s = settings.demo.seed if seed is None else seed
+    first = _default_start(settings, d)
+    last = first + timedelta(days=d - 1)
+    marker = settings.data_dir / "demo.json"
+    wanted = {"profile": settings.profile.value, "households": n, "days": d, "seed": s, "first_day": first.isoformat()}
+    if reset:
+        _reset_demo(settings)
+    started = time.monotonic()
+    if marker.exists() and json.loads(marker.read_text()) == wanted:
+        console.print(f"demo data for {n} households × {d} days already built ({marker}); use --reset to rebuild")
+    else:
+        summary = _simulate_history(settings, n, d, first, s)
+        console.print(f"simulated {summary.readings:,} points; ground truth {summary.truth_import_kwh:,.1f} kWh")
+        from orchestration.lib.runner import run_energy_pipeline
+
+        with console.status("running the energy pipeline in Dagster (landing → dbt build → publish)"):
+            # the simulator's final boundary reading sits at 00:00 of the day after `last`
+            result = run_energy_pipeline(first, last + timedelta(days=1), settings)
+        console.print(f"landed {result.landed_rows:,} readings over {result.landed_partitions} days")
+        marker.write_text(json.dumps(wanted))
+    _print_summary(settings)
+    console.print(f"pipeline ready in {time.monotonic() - started:,.1f} s")
+    if serve_uis:
+        _serve(["dagster", "api", "dashboards", "mlflow"], settings)
+
+
+def _reset_demo(settings: Settings) -> None:
+    from hems.stores.raw_store import get_raw_store
+    from hems.stores.warehouse import get_warehouse
+
+    get_raw_store(settings).drop()
+    get_warehouse(settings).drop()
+    (settings.data_dir / "demo.json").unlink(missing_ok=True)
+    if settings.profile.value == "local":
+        (settings.data_dir / "app.sqlite3").unlink(missing_ok=True)
+        shutil.rmtree(settings.dagster_home, ignore_errors=True)
+
+
+def _print_summary(settings: Settings) -> None:
+    from hems.stores.warehouse import get_warehouse
+
+    daily = get_warehouse(settings).query(
+        "SELECT count(DISTINCT household_id) AS households, count(*) AS household_days, "
+        "min(date) AS first_day, max(date) AS last_day, sum(total_consumption_kwh) AS kwh, "
+        "sum(peak_usage_kwh) AS peak_kwh, sum(off_peak_usage_kwh) AS off_peak_kwh "
+        "FROM marts.energy_usage_daily"
+    )
+    row = daily.row(0, named=True)
+    table = Table("energy_usage_daily", "value")
+    for key, value in row.items():
+        table.add_row(key, f"{value:,.1f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point: run the app; turn known failures into one clear line."""
+    try:
+        app(standalone_mode=False)
+    except (HemsError, SettingsError) as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", None) or getattr(exc, "code", 0) or 0
+        sys.exit(code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,287 @@
+"""Stack raw store: InfluxDB over the v1 HTTP API (line protocol to /write, InfluxQL on /query).
+
+Why the v1 API: Debian ships InfluxDB 1.6, which has no /api/v2; /write and /query are served by
+1.x, by 2.x (v1 compatibility) and by 3.x alike. InfluxDB keys a point by measurement + tag set +
+timestamp, so writing a key again overwrites it — the idempotency the raw store promises. Note
+InfluxDB merges fields on overwrite: a rewrite that omits a field keeps its earlier value.
+
+Line protocol is built with Polars string expressions (no per-row Python), and results are read as
+CSV (``Accept: application/csv``), which Polars parses several times faster than JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import polars as pl
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
+
+from hems.contracts import Measurement
+from hems.errors import HemsError, ServiceUnavailable
+from hems.settings import InfluxSettings
+from hems.stores.raw_store import RawStore
+
+START_FIX = "start it with `hems services up`"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: transient failures worth retrying; writes are idempotent, so a retried write cannot double-count
+_TRANSIENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
+              httpx.WriteError, httpx.PoolTimeout)
+#: a backslash right before a separator (or at the end) cannot be expressed in 1.x line protocol
+_UNWRITABLE_TAG = r"\\([ ,=]|$)|[\n\r]"
+
+
+def escape_key(name: str) -> str:
+    """Escape a measurement name, tag key or field key for line protocol."""
+    return name.replace("\\", "\\\\").replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
+
+
+def influxql_ident(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def influxql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _epoch_ns(ts: datetime) -> int:
+    return (ts - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def _escape_tag_value(expr: pl.Expr) -> pl.Expr:
+    return (expr.str.replace_all(",", r"\,", literal=True)
+            .str.replace_all("=", r"\=", literal=True)
+            .str.replace_all(" ", r"\ ", literal=True))
+
+
+def line_protocol(measurement: Measurement, frame: pl.DataFrame) -> pl.Series:
+    """One line per row that has at least one finite field; tags sorted by key, null tags omitted."""
+    bad = frame.select(
+        [pl.col(t).filter(pl.col(t).str.contains(_UNWRITABLE_TAG)).first().alias(t) for t in measurement.tags]
+    ).row(0, named=True)
+    bad = {k: v for k, v in bad.items() if v is not None}
+    if bad:
+        raise ValueError(f"{measurement.name}: tag values InfluxDB cannot store (newline, or a backslash "
+                         f"before a space/comma/equals sign or at the end): {bad}")
+    tag_parts = [
+        pl.when(pl.col(t).is_not_null() & (pl.col(t) != ""))
+        .then(pl.lit(f",{escape_key(t)}=") + _escape_tag_value(pl.col(t)))
+        .otherwise(pl.lit(""))
+        for t in sorted(measurement.tags)
+    ]
+    field_parts = [
+        pl.when(pl.col(f).is_finite()).then(pl.lit(f"{escape_key(f)}=") + pl.col(f).cast(pl.String))
+        for f in measurement.fields
+    ]
+    return (
+        frame.lazy()
+        .select(
+            pl.concat_str([pl.lit(escape_key(measurement.name)), *tag_parts]).alias("series"),
+            pl.concat_str(field_parts, separator=",", ignore_nulls=True).alias("fields"),
+            pl.col("ts").dt.epoch("ms").cast(pl.String).alias("ts"),
+        )
+        .filter(pl.col("fields") != "")
+        .select(pl.concat_str(["series", "fields", "ts"], separator=" ").alias("line"))
+        .collect()
+        .to_series()
+    )
+
+
+class InfluxRawStore(RawStore):
+    name = "influxdb"
+    #: "csv" (fast) or "json"; InfluxDB answers CSV from 1.1 on, and falls back to JSON otherwise
+    query_format = "csv"
+    #: gzip the line protocol; on loopback it costs more CPU than it saves (measured), so off
+    gzip_writes = False
+    chunk_size = 50_000
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        self.settings = settings
+        self.url = settings.url
+        auth = (settings.username, settings.password.get_secret_value()) if settings.username else None
+        self._client = httpx.Client(
+            base_url=self.url, auth=auth,
+            timeout=httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 5.0)),
+            # uncompressed answers: gzip of a 150 MB CSV costs InfluxDB more than loopback saves
+            headers={"Accept-Encoding": "identity"},
+        )
+        self._ensured = False
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> InfluxRawStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- HTTP plumbing ------------------------------------------------------------------------
+    def _request(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> httpx.Response:
+        """One request; transient connection errors retried briefly, then one clear line."""
+        attempts = Retrying(
+            retry=retry_if_exception_type(_TRANSIENT),
+            stop=stop_after_attempt(4 if retry else 1) | stop_after_delay(3.0),
+            wait=wait_exponential(multiplier=0.1, max=1.0),
+            reraise=True,
+        )
+        try:
+            for attempt in attempts:
+                with attempt:
+                    return self._client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable("InfluxDB", self.url, START_FIX, _cause(exc)) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _influxql(self, q: str, *, write: bool = True) -> dict[str, Any]:
+        """Run a management statement (POST) and raise on an error in the response."""
+        resp = self._request("POST" if write else "GET", "/query", params={"q": q})
+        if resp.status_code >= 400:
+            raise self._http_error("/query", resp)
+        body = orjson.loads(resp.content)
+        for result in body.get("results", []):
+            if "error" in result:
+                raise HemsError(f"InfluxDB at {self.url}: {q!r} failed: {result['error']}")
+        return body
+
+    def _http_error(self, endpoint: str, resp: httpx.Response) -> HemsError:
+        message = resp.headers.get("X-Influxdb-Error", "")
+        if not message:
+            try:
+                message = orjson.loads(resp.content).get("error", "")
+            except (orjson.JSONDecodeError, AttributeError):
+                message = resp.text.strip()
+        hint = ""
+        if resp.status_code in (401, 403):
+            hint = " (check HEMS_INFLUX__USERNAME / HEMS_INFLUX__PASSWORD)"
+        return HemsError(
+            f"InfluxDB at {self.url} rejected {endpoint} (HTTP {resp.status_code}): {message[:500]}{hint}"
+        )
+
+    # --- RawStore ------------------------------------------------------------------------------
+    def ping(self) -> None:
+        resp = self._request("GET", "/ping", retry=False)
+        if resp.status_code != 204:
+            raise ServiceUnavailable("InfluxDB", self.url, START_FIX, f"/ping answered HTTP {resp.status_code}")
+
+    def ensure(self) -> None:
+        # CREATE DATABASE is a no-op when it exists
+        self._influxql(f"CREATE DATABASE {influxql_ident(self.settings.database)}")
+        self._ensured = True
+
+    def drop(self) -> None:
+        self._influxql(f"DROP DATABASE {influxql_ident(self.settings.database)}")
+        self._ensured = False
+
+    def _write(self, measurement: Measurement, frame: pl.DataFrame) -> int:
+        lines = line_protocol(measurement, frame)
+        batch = self.settings.write_batch_size
+        for offset in range(0, lines.len(), batch):
+            self._post_lines(lines.slice(offset, batch).str.join("\n").item())
+        return lines.len()
+
+    def _post_lines(self, text: str) -> None:
+        body = text.encode()
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.gzip_writes:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        params = {"db": self.settings.database, "precision": "ms"}
+        resp = self._request("POST", "/write", params=params, content=body, headers=headers)
+        if resp.status_code == 404 and not self._ensured and b"database not found" in resp.content:
+            self.ensure()
+            resp = self._request("POST", "/write", params=params, content=body, headers=headers)
+        if resp.status_code >= 300:
+            raise self._http_error("/write", resp)
+
+    def _query(
+        self,
+        measurement: Measurement,
+        start: datetime,
+        end: datetime,
+        where: dict[str, Sequence[str]] | None,
+    ) -> pl.DataFrame:
+        conditions = [f"time >= {_epoch_ns(start)}", f"time < {_epoch_ns(end)}"]
+        for tag, values in (where or {}).items():
+            if tag not in measurement.tags:
+                raise ValueError(f"{measurement.name} has no tag {tag!r}")
+            values = [values] if isinstance(values, str) else list(values)
+            if not values:
+                return pl.DataFrame(schema=measurement.schema)
+            ident = influxql_ident(tag)
+            conditions.append("(" + " OR ".join(f"{ident} = {influxql_string(v)}" for v in values) + ")")
+        q = f"SELECT * FROM {influxql_ident(measurement.name)} WHERE {' AND '.join(conditions)}"
+        params = {"db": self.settings.database, "q": q, "epoch": "ms", "chunked": "true",
+                  "chunk_size": str(self.chunk_size)}
+        accept = "application/csv" if self.query_format == "csv" else "application/json"
+        # POST so a long tag filter never hits a URL length limit (SELECT is accepted on POST)
+        resp = self._request("POST", "/query", data=params, headers={"Accept": accept})
+        if resp.status_code >= 400:
+            raise self._http_error("/query", resp)
+        if resp.headers.get("Content-Type", "").startswith("text/csv"):
+            frame = _from_csv(resp.content, measurement, self.url)
+        else:
+            frame = _from_json(resp.content, measurement, self.url)
+        return frame
+
+
+def _cause(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def _result_schema(columns: Sequence[str], measurement: Measurement) -> dict[str, pl.DataType]:
+    schema: dict[str, pl.DataType] = {}
+    for c in columns:
+        if c == "time":
+            schema[c] = pl.Int64()
+        elif c in measurement.tags or c in ("name", "tags"):
+            schema[c] = pl.String()
+        else:
+            schema[c] = pl.Float64()
+    return schema
+
+
+def _finish(frame: pl.DataFrame, measurement: Measurement) -> pl.DataFrame:
+    keep = [c for c in frame.columns if c in measurement.schema]
+    return frame.select(
+        pl.col("time").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC").alias("ts"),
+        *[pl.col(c) for c in keep],
+    )
+
+
+def _from_csv(content: bytes, measurement: Measurement, url: str) -> pl.DataFrame:
+    """Parse InfluxDB's CSV (``name,tags,time,<columns>``; header once per statement)."""
+    if not content.strip():  # no series in range (or no such database / measurement)
+        return pl.DataFrame(schema=measurement.schema)
+    header, _, _ = content.partition(b"\n")
+    columns = next(csv.reader([header.decode()]))
+    if columns == ["error"]:
+        raise HemsError(f"InfluxDB at {url}: query failed: {content.decode(errors='replace').splitlines()[-1]}")
+    frame = pl.read_csv(io.BytesIO(content), schema=_result_schema(columns, measurement))
+    return _finish(frame, measurement)
+
+
+def _from_json(content: bytes, measurement: Measurement, url: str) -> pl.DataFrame:
+    """Parse (chunked) JSON: one object per line, each holding a slice of the series."""
+    parts: list[pl.DataFrame] = []
+    for raw in content.splitlines():
+        if not raw.strip():
+            continue
+        for result in orjson.loads(raw).get("results", []):
+            error = result.get("error")
+            if error and not error.startswith("database not found"):
+                raise HemsError(f"InfluxDB at {url}: query failed: {error}")
+            for series in result.get("series", []):
+                columns = series["columns"]
+                parts.append(pl.DataFrame(series["values"], schema=_result_schema(columns, measurement),
+                                          orient="row", strict=False))
+    if not parts:
+        return pl.DataFrame(schema=measurement.schema)
+    return _finish(pl.concat(parts, how="diagonal_relaxed"), measurement)

@@ -1,0 +1,29 @@
+"""The only Dagster entry point: ``dagster dev -m orchestration.definitions``."""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from orchestration.lib.environment import ensure_manifest
+
+ensure_manifest()
+
+from orchestration.defs.energy.assets import (  # noqa: E402 - needs the dbt manifest first
+    app_energy_usage_daily,
+    hems_dbt_models,
+    raw_energy_readings,
+)
+from orchestration.defs.energy.resources import StoresResource, dbt_resource  # noqa: E402
+from orchestration.defs.energy.schedules import (  # noqa: E402
+    finalize_yesterday,
+    landing_job,
+    marts_job,
+    nightly_marts,
+)
+
+defs = Definitions(
+    assets=[raw_energy_readings, hems_dbt_models, app_energy_usage_daily],
+    jobs=[landing_job, marts_job],
+    schedules=[finalize_yesterday, nightly_marts],
+    resources={"stores": StoresResource(), "dbt": dbt_resource()},
+)

@@ -1,0 +1,126 @@
+"""Energy assets: raw readings landed per local day → dbt marts → the app database.
+
+Lineage in the Dagster UI runs from the raw store to ``energy_usage_daily`` as the API serves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+    asset,
+)
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+
+from hems.contracts import ENERGY_CONSUMPTION
+from hems.stores import appdb
+from orchestration.defs.energy.partitions import daily_partitions
+from orchestration.defs.energy.resources import StoresResource
+from orchestration.lib.environment import manifest_path
+
+OWNERS = ["team:data-platform"]
+
+
+def _schema(columns: Mapping[str, Any]) -> TableSchema:
+    return TableSchema(columns=[TableColumn(name, str(dtype)) for name, dtype in columns.items()])
+
+
+@asset(
+    partitions_def=daily_partitions(),
+    backfill_policy=BackfillPolicy.single_run(),
+    group_name="raw",
+    owners=OWNERS,
+    kinds={"python", "polars"},
+    description=(
+        "Readings of measurement energy_consumption for one household-local day, copied from the raw "
+        "store (InfluxDB or Parquet) into the warehouse table raw.energy_readings. Re-running a "
+        "partition replaces that day, so it is idempotent."
+    ),
+    metadata={"dagster/column_schema": _schema(ENERGY_CONSUMPTION.schema)},
+)
+def raw_energy_readings(context: AssetExecutionContext, stores: StoresResource) -> MaterializeResult:
+    window = context.partition_time_window
+    raw, warehouse = stores.raw_store(), stores.warehouse()
+    landed, households, devices = 0, set(), set()
+    day_start = window.start
+    while day_start < window.end:  # a ranged backfill is one run; land it a day at a time
+        day_end = min(day_start + timedelta(days=1), window.end)
+        frame = raw.query(ENERGY_CONSUMPTION.name, day_start, day_end)
+        landed += warehouse.land_readings(frame, day_start, day_end)
+        households.update(frame["household_id"].unique().to_list())
+        devices.update(frame["device_id"].unique().to_list())
+        context.log.info(f"landed {frame.height:,} readings for {day_start.date()}")
+        day_start = day_end
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": landed,
+            "households": len(households),
+            "devices": len(devices),
+            "window": f"{window.start.isoformat()} → {window.end.isoformat()}",
+        }
+    )
+
+
+class HemsDbtTranslator(DagsterDbtTranslator):
+    """Groups dbt models by layer (staging, intermediate, marts) and names their owner."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        fqn = dbt_resource_props.get("fqn", [])
+        return f"warehouse_{fqn[1]}" if len(fqn) > 2 else "warehouse"
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        return OWNERS
+
+
+@dbt_assets(manifest=manifest_path(), dagster_dbt_translator=HemsDbtTranslator())
+def hems_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):  # noqa: ANN201 - event stream
+    """Build and test every dbt model (staging → intermediate → marts)."""
+    yield from dbt.cli(["build"], context=context).stream().fetch_row_counts()
+
+
+@asset(
+    deps=[AssetKey("energy_usage_daily")],
+    group_name="serving",
+    owners=OWNERS,
+    kinds={"python", "sql"},
+    description=(
+        "Publishes the energy_usage_daily mart to the app database (upsert by household and date) and "
+        "refreshes the warehouse's serving snapshot, so the API and dashboards read fresh data "
+        "without touching the pipeline's files."
+    ),
+)
+def app_energy_usage_daily(stores: StoresResource) -> MaterializeResult:
+    warehouse = stores.warehouse()
+    warehouse.publish_snapshot()
+    daily = warehouse.query("SELECT * FROM marts.energy_usage_daily ORDER BY household_id, date")
+    columns = [
+        "household_id",
+        "date",
+        "total_consumption_kwh",
+        "peak_usage_kwh",
+        "mid_usage_kwh",
+        "off_peak_usage_kwh",
+        "grid_consumption_kwh",
+        "carbon_emission_kg",
+    ]
+    written = appdb.upsert_energy_usage_daily(daily.select(columns), url=stores.app_database_url())
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": written,
+            "households": daily["household_id"].n_unique() if daily.height else 0,
+            "last_date": MetadataValue.text(str(daily["date"].max()) if daily.height else "none"),
+            "total_kwh": float(daily["total_consumption_kwh"].sum()) if daily.height else 0.0,
+        }
+    )
+
+
+__all__ = ["app_energy_usage_daily", "hems_dbt_models", "raw_energy_readings"]

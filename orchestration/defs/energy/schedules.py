@@ -1,0 +1,49 @@
+"""Jobs and schedules of the energy domain.
+
+Nightly (local time): land yesterday's readings in full, then rebuild marts and publish them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from dagster import (
+    AssetSelection,
+    RunRequest,
+    ScheduleEvaluationContext,
+    define_asset_job,
+    schedule,
+)
+
+from hems.settings import get_settings
+from orchestration.defs.energy.assets import app_energy_usage_daily, hems_dbt_models, raw_energy_readings
+from orchestration.defs.energy.partitions import daily_partitions
+
+landing_job = define_asset_job(
+    "energy_landing",
+    selection=AssetSelection.assets(raw_energy_readings),
+    partitions_def=daily_partitions(),
+    description="Land one local day of raw readings into the warehouse.",
+)
+
+marts_job = define_asset_job(
+    "energy_marts",
+    selection=AssetSelection.assets(hems_dbt_models, app_energy_usage_daily),
+    description="Build and test the dbt models, then publish energy_usage_daily to the app database.",
+)
+
+_TZ = get_settings().domain.timezone
+
+
+@schedule(job=landing_job, cron_schedule="20 0 * * *", execution_timezone=_TZ)
+def finalize_yesterday(context: ScheduleEvaluationContext) -> RunRequest:
+    """At 00:20 local time, land yesterday's complete day (late readings included)."""
+    tick: datetime = context.scheduled_execution_time
+    key = (tick - timedelta(days=1)).strftime("%Y-%m-%d")
+    return RunRequest(run_key=f"finalize-{key}", partition_key=key)
+
+
+@schedule(job=marts_job, cron_schedule="40 0 * * *", execution_timezone=_TZ)
+def nightly_marts(context: ScheduleEvaluationContext) -> RunRequest:
+    """At 00:40 local time, rebuild the marts from what landed."""
+    return RunRequest(run_key=f"marts-{context.scheduled_execution_time:%Y-%m-%d}")

@@ -1,0 +1,47 @@
+"""Liveness and readiness (the gateway duties of the seed design)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from hems.stores.cache import Cache
+from hems.stores.raw_store import RawStore
+from serving.deps import cache_dep, engine_dep, raw_store_dep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", summary="Liveness: the process answers")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="Readiness: every dependency answers; names the ones that do not")
+def ready(
+    engine: Annotated[Engine, Depends(engine_dep)],
+    raw: Annotated[RawStore, Depends(raw_store_dep)],
+    cache: Annotated[Cache, Depends(cache_dep)],
+) -> JSONResponse:
+    checks: dict[str, Any] = {}
+
+    def check(name: str, fn: Any) -> None:
+        try:
+            fn()
+            checks[name] = "ok"
+        except Exception as exc:  # a readiness probe reports, it does not raise
+            checks[name] = f"down: {exc}"
+
+    def app_db() -> None:
+        with engine.connect() as con:
+            con.execute(text("SELECT 1"))
+
+    check("app_database", app_db)
+    check("raw_store", raw.ping)
+    check("cache", cache.ping)
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)

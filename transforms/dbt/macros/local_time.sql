@@ -1,0 +1,14 @@
+{#- Convert a UTC timestamptz to a naive local timestamp in the household time zone. Same SQL text
+    on DuckDB (ICU) and PostgreSQL, kept in one macro so a dialect difference has one home. -#}
+{% macro to_local_ts(column) -%}
+    ({{ column }} at time zone '{{ var("hems_timezone") }}')
+{%- endmacro %}
+
+{#- Residential TOU band of a local hour (Jeju bands as default, DESIGN §5). -#}
+{% macro tou_band(local_hour) -%}
+    case
+        when {{ local_hour }} >= 16 and {{ local_hour }} < 22 then 'peak'
+        when {{ local_hour }} >= 8 and {{ local_hour }} < 16 then 'mid'
+        else 'off_peak'
+    end
+{%- endmacro %}
