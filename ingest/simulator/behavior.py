@@ -188,7 +188,7 @@ def render_behavior(
     # --- laundry: washer (~0.4 kWh, some warm washes) and heat-pump dryer
     wash_p = np.minimum(0.95, p.washes_week / 7.0 * (1.5 if off else 0.8))
     wash = home & (u[29] < wash_p)
-    wash_t = np.where(workday_out, 1230 + 50 * z[10], 600 + 80 * z[10])
+    wash_t = np.where(workday_out, 1230 + 50 * z[10], 570 + 70 * z[10])
     wash_t = np.clip(wash_t, wake + 10, sleep - 75)
     washer = _Steps(nb)
     warm = wash & (u[30] < 0.25)
@@ -223,7 +223,7 @@ def render_behavior(
     hair_t = wake + 20 + 30 * u[41]
     oth.add(hair, hair_t, hair_t + 4 + 6 * u[42], 1200 + 600 * u[43])
     vac = home & (u[44] < np.where(off | ~p.employed, 0.3, 0.05))
-    vac_t = np.clip(630 + 60 * z[13], wake + 30, sleep - 60)
+    vac_t = np.clip(600 + 50 * z[13], wake + 30, sleep - 60)
     oth.add(vac, vac_t, vac_t + 10 + 15 * u[45], 1000 + 400 * u[46])
 
     def on_window(a: np.ndarray) -> np.ndarray:
@@ -246,7 +246,7 @@ def render_behavior(
     awake_on = present & (need > 0)
     asleep_on = night[:, None] & (asleep > 0) & (clock[None, :] < timer_end[:, None]) & (t_out > 23.0)
     ac_rated = p.ac_rated * p.scale
-    ac_w = np.clip(0.22 * ac_rated[:, None] + (ac_rated / 9.0)[:, None] * need, 0.0, ac_rated[:, None])
+    ac_w = np.clip(0.2 * ac_rated[:, None] + (ac_rated / 10.0)[:, None] * need, 0.0, ac_rated[:, None])
     ac_w = ac_w * (awake_on | asleep_on) * np.where(asleep_on, 0.65, 1.0) * (0.85 + 0.3 * noise)
     ac_w = ac_w * ac_day[:, None]
     fan = 40.0 * (present & (t_lag > 26.0) & (ac_w == 0.0))

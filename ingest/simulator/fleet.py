@@ -74,8 +74,8 @@ def _draw_params(n: int, rng: np.random.Generator) -> HouseholdParams:
     employed = u[8] < _by_type(t, (0.85, 0.70, 0.55, 0.0))
     # presence while the earners are out: homemakers, children, retirees, home workers
     day_level = np.where(employed, 0.0, np.where(t == FAMILY, 0.5, 1.0))
-    wake = _by_type(t, (420, 410, 400, 360)) + 25 * z[1]
-    late_off = _by_type(t, (95, 85, 70, 15))
+    wake = _by_type(t, (440, 430, 415, 375)) + 25 * z[1]
+    late_off = _by_type(t, (100, 90, 75, 15))
     sleep = _by_type(t, (1475, 1440, 1415, 1335)) + 30 * z[2]
     ret = _by_type(t, (1170, 1155, 1140, 1100)) + 35 * z[3]
 
@@ -109,20 +109,20 @@ def _draw_params(n: int, rng: np.random.Generator) -> HouseholdParams:
         return_t=ret,
         standby_w=np.maximum(_by_type(t, (14, 22, 30, 17)) + _by_type(t, (3, 4, 5, 3)) * z[4], 8.0),
         fridge_w=uni(18, 100.0, 150.0) * np.where(t == SINGLE, 0.85, 1.0),
-        fridge_period=np.floor(uni(19, 20.0, 41.0)),
+        fridge_period=np.floor(uni(19, 20.0, 41.0)).astype(np.int64),
         fridge_duty=uni(20, 0.34, 0.40),
-        fridge_phase=np.floor(uni(21, 0.0, 1440.0)),
+        fridge_phase=np.floor(uni(21, 0.0, 1440.0)).astype(np.int64),
         kimchi_w=np.where(u[22] < _by_type(t, (0.2, 0.55, 0.8, 0.7)), uni(23, 55.0, 85.0), 0.0),
-        kimchi_period=np.floor(uni(24, 40.0, 61.0)),
-        kimchi_phase=np.floor(uni(25, 0.0, 1440.0)),
+        kimchi_period=np.floor(uni(24, 40.0, 61.0)).astype(np.int64),
+        kimchi_phase=np.floor(uni(25, 0.0, 1440.0)).astype(np.int64),
         base_other_w=uni(26, 8.0, 30.0) * _by_type(t, (0.7, 1.0, 1.3, 1.0)),
-        other_phase=np.floor(uni(27, 0.0, 17.0)),
-        light_w=area * uni(28, 2.0, 3.2) * residents**0.25,
-        tv_w=uni(29, 70.0, 140.0) * _by_type(t, (0.9, 1.0, 1.3, 1.1)),
+        other_phase=np.floor(uni(27, 0.0, 17.0)).astype(np.int64),
+        light_w=area * uni(28, 1.2, 2.0) * residents**0.25,
+        tv_w=uni(29, 90.0, 180.0) * _by_type(t, (0.9, 1.0, 1.3, 1.1)),
         tv_p=_by_type(t, (0.55, 0.75, 0.85, 0.95)),
         pc_w=uni(30, 80.0, 250.0),
         pc_p=_by_type(t, (0.55, 0.35, 0.5, 0.05)) * (u[31] < 0.8),
-        misc_w=_by_type(t, (45, 65, 95, 40)) * uni(32, 0.7, 1.3),
+        misc_w=_by_type(t, (60, 85, 120, 50)) * uni(32, 0.7, 1.3),
         hair_p=_by_type(t, (0.6, 0.7, 0.85, 0.3)),
         breakfast_p=_by_type(t, (0.3, 0.55, 0.85, 0.9)),
         lunch_p=_by_type(t, (0.4, 0.5, 0.7, 0.85)),

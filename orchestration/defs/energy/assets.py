@@ -3,7 +3,6 @@
 Lineage in the Dagster UI runs from the raw store to ``energy_usage_daily`` as the API serves it.
 """
 
-from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
@@ -88,7 +87,7 @@ def hems_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):  # noq
 
 
 @asset(
-    deps=[AssetKey("energy_usage_daily")],
+    deps=[AssetKey(["marts", "energy_usage_daily"])],
     group_name="serving",
     owners=OWNERS,
     kinds={"python", "sql"},

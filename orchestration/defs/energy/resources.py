@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from dagster import ConfigurableResource
 from dagster_dbt import DbtCliResource
 
@@ -26,6 +29,11 @@ class StoresResource(ConfigurableResource):
 
 def dbt_resource(settings: Settings | None = None) -> DbtCliResource:
     settings = apply_dbt_env(settings)
+    # the dbt of this environment, whether or not the virtualenv's bin is on PATH
+    beside = Path(sys.executable).parent / "dbt"
     return DbtCliResource(
-        project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), target=dbt_target(settings)
+        project_dir=str(DBT_PROJECT_DIR),
+        profiles_dir=str(DBT_PROJECT_DIR),
+        target=dbt_target(settings),
+        dbt_executable=str(beside) if beside.exists() else "dbt",
     )
