@@ -9,6 +9,8 @@ loopback service is started privately with its data, pid and log under
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import os
 import shlex
 import shutil
@@ -121,6 +123,14 @@ def _log_tail(path: Path, lines: int = 3, width: int = 400) -> str:
     return (" | ".join(tail) or "empty log")[:width]
 
 
+def _which(binary: str) -> str | None:
+    """PATH lookup that also sees /usr/sbin (mosquitto lives there; sbin is not on every PATH)."""
+    found = shutil.which(binary)
+    if found is None and Path("/usr/sbin", binary).exists():
+        found = str(Path("/usr/sbin", binary))
+    return found
+
+
 def _wait(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -137,6 +147,7 @@ class _Service:
     name: str
     label: str
     binary: str
+    env: str  # settings group in HEMS_<GROUP>__HOST
 
     def __init__(self, settings: Settings, host: str, port: int) -> None:
         self.settings, self.host, self.port = settings, host, port
@@ -153,10 +164,11 @@ class _Service:
 
     def down_fix(self) -> str:
         if not _is_loopback(self.host):
-            return f"the remote server is down or HEMS_{self.env}__HOST/PORT is wrong (private only on loopback)"
+            return (
+                f"the remote server is down or HEMS_{self.env}__HOST/PORT is wrong "
+                "(hems starts private services on loopback only)"
+            )
         return "start it with `hems services up`"
-
-    env = ""
 
     # pid of the private instance we started (None when not ours or gone)
     def private_pid(self) -> int | None:
@@ -171,11 +183,14 @@ class _Service:
     def running_detail(self) -> str:
         return ""
 
+    def private_detail(self, pid: int) -> str:
+        return f"pid {pid}, data in {self.dir}"
+
     def status(self) -> ServiceStatus:
         if listening(self.host, self.port):
             pid = self.private_pid()
             if pid is not None:
-                return ServiceStatus(self.name, self.address, RUNNING_PRIVATE, f"pid {pid}, data in {self.dir}")
+                return ServiceStatus(self.name, self.address, RUNNING_PRIVATE, self.private_detail(pid))
             return ServiceStatus(self.name, self.address, RUNNING_EXISTING, self.running_detail())
         return ServiceStatus(self.name, self.address, DOWN, str(self.unavailable(self.down_fix())))
 
@@ -189,10 +204,8 @@ class _Service:
         pid = self.private_pid()
         if pid is None:
             return None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         if not _wait(lambda: not _pid_alive(pid), 15.0):
             os.kill(pid, signal.SIGKILL)
             _wait(lambda: not _pid_alive(pid), 5.0)
@@ -203,8 +216,7 @@ class _Service:
     def _prepare_start(self) -> str:
         if not _is_loopback(self.host):
             raise self.unavailable(self.down_fix())
-        exe = shutil.which(self.binary) or (f"/usr/sbin/{self.binary}" if Path(f"/usr/sbin/{self.binary}").exists()
-                                            else None)
+        exe = _which(self.binary)
         if exe is None:
             raise self.unavailable(self.install_fix(), f"{self.binary} is not installed")
         self.stop()  # a stale private instance from an older configuration
@@ -231,17 +243,22 @@ class _Postgres(_Service):
         # initdb'ing a private cluster would hide a broken machine setup; say how to start the real one
         raise self.unavailable(self.down_fix())
 
-    def _connect(self):  # noqa: ANN202 - psycopg.Connection
+    def _connect(self):  # -> psycopg.Connection (imported lazily: `status` must stay fast)
         import psycopg
 
         pg = self.settings.postgres
         try:
             return psycopg.connect(
-                host=pg.host, port=pg.port, user=pg.user, password=pg.password.get_secret_value() or None,
-                dbname="postgres", autocommit=True, connect_timeout=5,
+                host=pg.host,
+                port=pg.port,
+                user=pg.user,
+                password=pg.password.get_secret_value() or None,
+                dbname="postgres",
+                autocommit=True,
+                connect_timeout=5,
             )
         except psycopg.OperationalError as exc:
-            cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise self.unavailable(
                 f"check HEMS_POSTGRES__USER / HEMS_POSTGRES__PASSWORD or {PG_START_FIX.split('with ', 1)[1]}",
                 cause,
@@ -254,8 +271,9 @@ class _Postgres(_Service):
         pg = self.settings.postgres
         wanted = [pg.app_database, pg.warehouse_database, pg.dagster_database, pg.mlflow_database]
         with self._connect() as con:
-            have = {r[0] for r in con.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)",
-                                              [wanted])}
+            have = {
+                r[0] for r in con.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", [wanted])
+            }
             for db in dict.fromkeys(wanted):
                 if db in have:
                     continue
@@ -264,8 +282,9 @@ class _Postgres(_Service):
                 except psycopg.errors.DuplicateDatabase:
                     pass  # created concurrently by another `up`
                 except psycopg.Error as exc:
-                    raise HemsError(f"PostgreSQL at {self.address}: cannot create database {db!r}: "
-                                    f"{str(exc).strip()}") from None
+                    raise HemsError(
+                        f"PostgreSQL at {self.address}: cannot create database {db!r}: {str(exc).strip()}"
+                    ) from None
 
 
 class _Redis(_Service):
@@ -277,9 +296,26 @@ class _Redis(_Service):
     def start(self, progress: Progress) -> None:
         exe = self._prepare_start()
         progress(f"starting a private Redis at {self.address}")
-        args = [exe, "--port", str(self.port), "--bind", self.host, "--save", "", "--appendonly", "no",
-                "--daemonize", "yes", "--pidfile", str(self.pid_file), "--dir", str(self.dir),
-                "--logfile", str(self.log_file)]
+        bind = "127.0.0.1" if self.host == "localhost" else self.host  # redis binds addresses, not names
+        args = [
+            exe,
+            "--port",
+            str(self.port),
+            "--bind",
+            bind,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(self.pid_file),
+            "--dir",
+            str(self.dir),
+            "--logfile",
+            str(self.log_file),
+        ]
         password = self.settings.redis.password.get_secret_value()
         if password:
             args += ["--requirepass", password]
@@ -297,8 +333,6 @@ class _Mosquitto(_Service):
         exe = self._prepare_start()
         progress(f"starting a private Mosquitto at {self.address}")
         conf = self.dir / "mosquitto.conf"
-        import getpass
-
         conf.write_text(
             "# generated by `hems services up`: a private loopback broker for this project\n"
             f"user {getpass.getuser()}\n"  # keep root when root, so the data dir stays writable
@@ -308,11 +342,14 @@ class _Mosquitto(_Service):
             f"log_dest file {self.log_file}\n"
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
+            "connection_messages false\n"  # our readiness probes would fill the log
         )
         proc = subprocess.run([exe, "-d", "-c", str(conf)], capture_output=True, text=True, timeout=30)
         if proc.returncode != 0:
-            raise self.unavailable(f"see {self.log_file}",
-                                   (proc.stderr or proc.stdout).strip()[-300:] or _log_tail(self.log_file))
+            raise self.unavailable(
+                f"see {self.log_file}",
+                (proc.stderr or proc.stdout).strip()[-300:] or _log_tail(self.log_file),
+            )
         self._wait_listening()
         _wait(lambda: self.private_pid() is not None, 2.0)
 
@@ -340,17 +377,15 @@ class _Influx(_Service):
         version = resp.headers.get("X-Influxdb-Version", "") if resp is not None else ""
         return f"version {version}" if version else ""
 
-    def status(self) -> ServiceStatus:
-        st = super().status()
-        if st.private:
-            resp = self._ping()
-            if resp is not None and resp.headers.get("X-Influxdb-Version"):
-                return ServiceStatus(st.name, st.address, st.state,
-                                     f"{st.detail}, version {resp.headers['X-Influxdb-Version']}")
-        return st
+    def private_detail(self, pid: int) -> str:
+        version = self.running_detail()
+        return super().private_detail(pid) + (f", {version}" if version else "")
+
+    def install_fix(self) -> str:
+        return "install it: `apt-get install -y influxdb`"
 
     def find_influxd(self) -> str | None:
-        return shutil.which("influxd") or ("/usr/bin/influxd" if Path("/usr/bin/influxd").exists() else None)
+        return _which("influxd") or ("/usr/bin/influxd" if Path("/usr/bin/influxd").exists() else None)
 
     def install(self, progress: Progress) -> str:
         """Install Debian's influxdb package without prompts (refresh the lists only when needed)."""
@@ -358,17 +393,32 @@ class _Influx(_Service):
         prefix: list[str] = []
         if os.geteuid() != 0:
             if shutil.which("sudo") is None:
-                raise self.unavailable("install it as root: `apt-get install -y influxdb`", "influxd not found")
+                raise self.unavailable(
+                    "install it as root: `apt-get install -y influxdb`", "influxd not found"
+                )
             prefix = ["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive"]
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = [*prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends",
-                   "-o", "DPkg::Lock::Timeout=300", "-o", "Dpkg::Options::=--force-confdef",
-                   "-o", "Dpkg::Options::=--force-confold", "influxdb"]
+        install = [
+            *prefix,
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "-o",
+            "DPkg::Lock::Timeout=300",
+            "-o",
+            "Dpkg::Options::=--force-confdef",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+            "influxdb",
+        ]
 
         def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
             try:
-                return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900,
-                                      stdin=subprocess.DEVNULL)
+                return subprocess.run(
+                    cmd, capture_output=True, text=True, env=env, timeout=900, stdin=subprocess.DEVNULL
+                )
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise self.unavailable("install it: `apt-get install -y influxdb`", exc) from None
 
@@ -382,16 +432,21 @@ class _Influx(_Service):
         exe = self.find_influxd()
         if exe is None:  # a failing postinst (no init system) is harmless as long as the binary landed
             last = [ln for ln in out.splitlines() if ln.strip()][-1:] or ["no output"]
-            raise self.unavailable("install it: `apt-get install -y influxdb`",
-                                   f"apt-get failed: {last[0].strip()}")
+            raise self.unavailable(
+                "install it: `apt-get install -y influxdb`", f"apt-get failed: {last[0].strip()}"
+            )
         return exe
 
     def render_config(self) -> Path:
         template = Template((Path(__file__).parent / "influxdb.conf").read_text())
         conf = self.dir / "influxdb.conf"
-        conf.write_text(template.substitute(
-            data_dir=str(self.dir), http_bind=f"{self.host}:{self.port}", rpc_bind=f"{self.host}:{self.rpc_port}",
-        ))
+        conf.write_text(
+            template.substitute(
+                data_dir=str(self.dir),
+                http_bind=f"{self.host}:{self.port}",
+                rpc_bind=f"{self.host}:{self.rpc_port}",
+            )
+        )
         return conf
 
     def start(self, progress: Progress) -> None:
@@ -403,20 +458,25 @@ class _Influx(_Service):
                 return
         exe = self._prepare_start()
         if listening(self.host, self.rpc_port):
-            raise self.unavailable(f"free port {self.rpc_port} (InfluxDB RPC = HTTP port + 2) or change "
-                                   "HEMS_INFLUX__PORT", f"port {self.rpc_port} is taken")
+            raise self.unavailable(
+                f"free port {self.rpc_port} (InfluxDB RPC = HTTP port + 2) or change HEMS_INFLUX__PORT",
+                f"port {self.rpc_port} is taken",
+            )
         conf = self.render_config()
         progress(f"starting a private InfluxDB at {self.address}")
         # through sh so influxd is re-parented at once: it outlives this process and is never our zombie
-        cmd = (f"nohup {shlex.quote(exe)} -config {shlex.quote(str(conf))} "
-               f">>{shlex.quote(str(self.log_file))} 2>&1 </dev/null & echo $!")
-        proc = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=30,
-                              start_new_session=True)
+        cmd = (
+            f"nohup {shlex.quote(exe)} -config {shlex.quote(str(conf))} "
+            f">>{shlex.quote(str(self.log_file))} 2>&1 </dev/null & echo $!"
+        )
+        proc = subprocess.run(
+            ["sh", "-c", cmd], capture_output=True, text=True, timeout=30, start_new_session=True
+        )
         try:
             pid = int(proc.stdout.strip())
         except ValueError:
-            raise self.unavailable(f"see {self.log_file}", f"could not launch influxd: {proc.stderr.strip()}") \
-                from None
+            cause = f"could not launch influxd: {proc.stderr.strip()}"
+            raise self.unavailable(f"see {self.log_file}", cause) from None
         self.pid_file.write_text(f"{pid}\n")
 
         def ready() -> bool:
@@ -426,14 +486,34 @@ class _Influx(_Service):
             return resp is not None and resp.status_code == 204
 
         if not _wait(ready, INFLUX_READY_TIMEOUT_S, 0.2):
-            raise self.unavailable(f"see {self.log_file}",
-                                   f"no /ping answer after {INFLUX_READY_TIMEOUT_S:.0f} s: "
-                                   f"{_log_tail(self.log_file)}")
+            raise self.unavailable(
+                f"see {self.log_file}",
+                f"no /ping answer after {INFLUX_READY_TIMEOUT_S:.0f} s: {_log_tail(self.log_file)}",
+            )
 
     def ensure(self) -> None:
-        from hems.stores.raw_influx import InfluxRawStore
-
-        InfluxRawStore(self.settings.influx).ensure()
+        # plain httpx rather than InfluxRawStore: importing Polars would cost `up` about a second
+        cfg = self.settings.influx
+        ident = '"' + cfg.database.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        auth = (cfg.username, cfg.password.get_secret_value()) if cfg.username else None
+        try:
+            resp = httpx.post(
+                f"{self.url}/query", params={"q": f"CREATE DATABASE {ident}"}, auth=auth, timeout=10
+            )
+        except httpx.HTTPError as exc:
+            raise self.unavailable("start it with `hems services up`", exc) from None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {}
+        error = resp.headers.get("X-Influxdb-Error") or body.get("error", "")
+        error = error or next((r["error"] for r in body.get("results", []) if "error" in r), "")
+        if resp.status_code >= 400 and not error:
+            error = f"HTTP {resp.status_code} {resp.text}"
+        if error:
+            raise HemsError(
+                f"InfluxDB at {self.address}: cannot create database {cfg.database!r}: {error.strip()[:300]}"
+            )
 
 
 def _services(settings: Settings, only: Iterable[str] | None) -> list[_Service]:
@@ -482,8 +562,10 @@ def up(
             try:
                 svc.start(report)
                 pid = svc.private_pid()
-                st = (ServiceStatus(svc.name, svc.address, STARTED_PRIVATE, f"pid {pid}, data in {svc.dir}")
-                      if pid else ServiceStatus(svc.name, svc.address, RUNNING_EXISTING, "started by its package"))
+                if pid is not None:
+                    st = ServiceStatus(svc.name, svc.address, STARTED_PRIVATE, svc.private_detail(pid))
+                else:  # e.g. the package's init script started the system instance
+                    st = ServiceStatus(svc.name, svc.address, RUNNING_EXISTING, "started by its package")
             except HemsError as exc:
                 st = ServiceStatus(svc.name, svc.address, DOWN, str(exc))
         if st.ok:
@@ -505,7 +587,9 @@ def down(settings: Settings, only: Iterable[str] | None = None) -> list[ServiceS
         if pid is not None:
             out.append(ServiceStatus(svc.name, svc.address, STOPPED, f"stopped private pid {pid}"))
         elif listening(svc.host, svc.port):
-            out.append(ServiceStatus(svc.name, svc.address, RUNNING_EXISTING, "not started by hems; left running"))
+            out.append(
+                ServiceStatus(svc.name, svc.address, RUNNING_EXISTING, "not started by hems; left running")
+            )
         else:
             out.append(ServiceStatus(svc.name, svc.address, DOWN, ""))
     return out

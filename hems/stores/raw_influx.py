@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -31,9 +30,15 @@ from hems.stores.raw_store import RawStore
 
 START_FIX = "start it with `hems services up`"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_NS, _MAX_NS = -9_223_372_036_854_775_806, 9_223_372_036_854_775_806  # InfluxDB's time range
 #: transient failures worth retrying; writes are idempotent, so a retried write cannot double-count
-_TRANSIENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
-              httpx.WriteError, httpx.PoolTimeout)
+_TRANSIENT = (
+    httpx.ConnectError,
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.PoolTimeout,
+)
 #: a backslash right before a separator (or at the end) cannot be expressed in 1.x line protocol
 _UNWRITABLE_TAG = r"\\([ ,=]|$)|[\n\r]"
 
@@ -56,9 +61,11 @@ def _epoch_ns(ts: datetime) -> int:
 
 
 def _escape_tag_value(expr: pl.Expr) -> pl.Expr:
-    return (expr.str.replace_all(",", r"\,", literal=True)
-            .str.replace_all("=", r"\=", literal=True)
-            .str.replace_all(" ", r"\ ", literal=True))
+    return (
+        expr.str.replace_all(",", r"\,", literal=True)
+        .str.replace_all("=", r"\=", literal=True)
+        .str.replace_all(" ", r"\ ", literal=True)
+    )
 
 
 def check_tag_values(measurement: Measurement, frame: pl.DataFrame) -> None:
@@ -68,8 +75,10 @@ def check_tag_values(measurement: Measurement, frame: pl.DataFrame) -> None:
     ).row(0, named=True)
     bad = {k: v for k, v in bad.items() if v is not None}
     if bad:
-        raise ValueError(f"{measurement.name}: tag values InfluxDB cannot store (newline, or a backslash "
-                         f"before a space/comma/equals sign or at the end): {bad}")
+        raise ValueError(
+            f"{measurement.name}: tag values InfluxDB cannot store (newline, or a backslash "
+            f"before a space/comma/equals sign or at the end): {bad}"
+        )
 
 
 def line_protocol(measurement: Measurement, frame: pl.DataFrame) -> pl.Series:
@@ -119,7 +128,8 @@ class InfluxRawStore(RawStore):
         self.url = settings.url
         auth = (settings.username, settings.password.get_secret_value()) if settings.username else None
         self._client = httpx.Client(
-            base_url=self.url, auth=auth,
+            base_url=self.url,
+            auth=auth,
             timeout=httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 5.0)),
             # uncompressed answers: gzip of a 150 MB CSV costs InfluxDB more than loopback saves
             headers={"Accept-Encoding": "identity"},
@@ -148,6 +158,11 @@ class InfluxRawStore(RawStore):
             for attempt in attempts:
                 with attempt:
                     return self._client.request(method, path, **kwargs)
+        except (httpx.ReadTimeout, httpx.WriteTimeout):
+            raise HemsError(
+                f"InfluxDB at {self.url} did not answer {path} within {self.settings.timeout_s:g} s "
+                "(raise HEMS_INFLUX__TIMEOUT_S or ask for less)"
+            ) from None
         except httpx.TransportError as exc:
             raise ServiceUnavailable("InfluxDB", self.url, START_FIX, _cause(exc)) from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -181,7 +196,9 @@ class InfluxRawStore(RawStore):
     def ping(self) -> None:
         resp = self._request("GET", "/ping", retry=False)
         if resp.status_code != 204:
-            raise ServiceUnavailable("InfluxDB", self.url, START_FIX, f"/ping answered HTTP {resp.status_code}")
+            raise ServiceUnavailable(
+                "InfluxDB", self.url, START_FIX, f"/ping answered HTTP {resp.status_code}"
+            )
 
     def ensure(self) -> None:
         # CREATE DATABASE is a no-op when it exists
@@ -199,8 +216,9 @@ class InfluxRawStore(RawStore):
         if lanes == 1:
             return self._write_lane(measurement, frame)
         # a key always lands in the same lane, whose batches go in order: the last row of a key wins
-        parts = frame.with_columns((pl.struct(list(measurement.tags)).hash() % lanes).alias("_lane")) \
-            .partition_by("_lane", include_key=False, maintain_order=True)
+        parts = frame.with_columns(
+            (pl.struct(list(measurement.tags)).hash() % lanes).alias("_lane")
+        ).partition_by("_lane", include_key=False, maintain_order=True)
         with ThreadPoolExecutor(len(parts)) as pool:
             return sum(pool.map(lambda part: self._write_lane(measurement, part), parts))
 
@@ -244,7 +262,7 @@ class InfluxRawStore(RawStore):
                 return pl.DataFrame(schema=measurement.schema)
             ident = influxql_ident(tag)
             filters += " AND (" + " OR ".join(f"{ident} = {influxql_string(v)}" for v in values) + ")"
-        lo, hi = _epoch_ns(start), _epoch_ns(end)
+        lo, hi = max(_epoch_ns(start), _MIN_NS), min(_epoch_ns(end), _MAX_NS)
         if hi <= lo:
             return pl.DataFrame(schema=measurement.schema)
         parts = self.query_concurrency if end - start >= self.split_queries_from else 1
@@ -253,14 +271,20 @@ class InfluxRawStore(RawStore):
             return self._select(measurement, lo, hi, filters)
         # InfluxDB runs one query on about one core: halves of a long range in parallel are ~30% faster
         with ThreadPoolExecutor(parts) as pool:
-            frames = list(pool.map(lambda i: self._select(measurement, bounds[i], bounds[i + 1], filters),
-                                   range(parts)))
+            frames = list(
+                pool.map(lambda i: self._select(measurement, bounds[i], bounds[i + 1], filters), range(parts))
+            )
         return pl.concat([f for f in frames if f.height] or frames[:1], how="diagonal_relaxed")
 
     def _select(self, measurement: Measurement, lo: int, hi: int, filters: str) -> pl.DataFrame:
         q = f"SELECT * FROM {influxql_ident(measurement.name)} WHERE time >= {lo} AND time < {hi}{filters}"
-        params = {"db": self.settings.database, "q": q, "epoch": "ms", "chunked": "true",
-                  "chunk_size": str(self.chunk_size)}
+        params = {
+            "db": self.settings.database,
+            "q": q,
+            "epoch": "ms",
+            "chunked": "true",
+            "chunk_size": str(self.chunk_size),
+        }
         accept = "application/csv" if self.query_format == "csv" else "application/json"
         # POST so a long tag filter never hits a URL length limit (InfluxDB accepts SELECT on POST)
         resp = self._request("POST", "/query", data=params, headers={"Accept": accept})
@@ -298,13 +322,14 @@ def _finish(frame: pl.DataFrame, measurement: Measurement) -> pl.DataFrame:
 
 def _from_csv(content: bytes, measurement: Measurement, url: str) -> pl.DataFrame:
     """Parse InfluxDB's CSV (``name,tags,time,<columns>``; header once per statement)."""
-    if not content.strip():  # no series in range (or no such database / measurement)
+    if not content[:1024].strip():  # no series in range (or no such database / measurement)
         return pl.DataFrame(schema=measurement.schema)
-    header, _, _ = content.partition(b"\n")
+    header = content[: content.find(b"\n")]  # no partition(): it would copy a 100+ MB tail
     columns = next(csv.reader([header.decode()]))
     if columns == ["error"]:
-        raise HemsError(f"InfluxDB at {url}: query failed: {content.decode(errors='replace').splitlines()[-1]}")
-    frame = pl.read_csv(io.BytesIO(content), schema=_result_schema(columns, measurement))
+        message = content.decode(errors="replace").strip().splitlines()[-1]
+        raise HemsError(f"InfluxDB at {url}: query failed: {message}")
+    frame = pl.read_csv(content, schema=_result_schema(columns, measurement))
     return _finish(frame, measurement)
 
 
@@ -320,8 +345,14 @@ def _from_json(content: bytes, measurement: Measurement, url: str) -> pl.DataFra
                 raise HemsError(f"InfluxDB at {url}: query failed: {error}")
             for series in result.get("series", []):
                 columns = series["columns"]
-                parts.append(pl.DataFrame(series["values"], schema=_result_schema(columns, measurement),
-                                          orient="row", strict=False))
+                parts.append(
+                    pl.DataFrame(
+                        series["values"],
+                        schema=_result_schema(columns, measurement),
+                        orient="row",
+                        strict=False,
+                    )
+                )
     if not parts:
         return pl.DataFrame(schema=measurement.schema)
     return _finish(pl.concat(parts, how="diagonal_relaxed"), measurement)

@@ -25,7 +25,8 @@ from ingest.simulator.fleet import ELDERLY, FAMILY, HouseholdParams
 SPILL = 480
 #: wall-clock minute (05:00) where one behaviour day's night hands over to the next day's
 SLEEP_SPLIT = 300
-CLOCK_WIDTH = 1440 + SPILL
+#: width of the wall-clock grid behaviour is rendered on (an hour of margin for DST days)
+CLOCK_WIDTH = 1440 + SPILL + 60
 
 BEHAVIOR_COMPONENTS = (
     "lighting", "cooking", "entertainment", "washer", "dryer", "dishwasher",
@@ -33,31 +34,39 @@ BEHAVIOR_COMPONENTS = (
 )
 
 
-class _Steps:
-    """Constant-power intervals collected per appliance, rendered at once by a cumulative sum."""
+class Steps:
+    """Constant-power intervals collected per appliance, rendered at once as a step function.
 
-    def __init__(self, nb: int, width: int = CLOCK_WIDTH) -> None:
-        self.nb, self.width = nb, width
+    Interval ends become +w/−w breakpoints; sorting them and repeating each running level over
+    its run length builds the whole (households x minutes) array in one pass.  Watts are whole
+    numbers, so the running sums are exact and every row returns to exactly zero.
+    """
+
+    def __init__(self, nb: int, width: int = CLOCK_WIDTH, earliest: int = SLEEP_SPLIT) -> None:
+        self.nb, self.width, self.earliest = nb, width, earliest
         self.parts: list[tuple[np.ndarray, ...]] = []
 
     def add(self, mask: np.ndarray, start: np.ndarray, end: np.ndarray, watts: np.ndarray | float) -> None:
         rows = np.flatnonzero(mask)
         if rows.size == 0:
             return
-        s = np.clip(np.rint(start[rows]), SLEEP_SPLIT, self.width).astype(np.int64)
-        e = np.clip(np.rint(end[rows]), SLEEP_SPLIT, self.width).astype(np.int64)
+        s = np.clip(np.rint(start[rows]), self.earliest, self.width).astype(np.int64)
+        e = np.clip(np.rint(end[rows]), self.earliest, self.width).astype(np.int64)
         w = np.rint(np.broadcast_to(watts, mask.shape)[rows])
         keep = e > s
         self.parts.append((rows[keep], s[keep], e[keep], w[keep]))
 
     def render(self) -> np.ndarray:
+        total = self.nb * self.width
         if not self.parts:
             return np.zeros((self.nb, self.width))
         rows, s, e, w = (np.concatenate(x) for x in zip(*self.parts, strict=True))
-        stride = self.width + 1
-        idx = np.concatenate([rows * stride + s, rows * stride + e])
-        diff = np.bincount(idx, weights=np.concatenate([w, -w]), minlength=self.nb * stride)
-        return np.cumsum(diff.reshape(self.nb, stride), axis=1)[:, : self.width]
+        pos = np.concatenate([rows * self.width + s, rows * self.width + e])
+        order = np.argsort(pos)
+        pos = pos[order]
+        level = np.cumsum(np.concatenate([w, -w])[order])
+        runs = np.diff(pos, prepend=0, append=total)
+        return np.repeat(np.concatenate([[0.0], level]), runs).reshape(self.nb, self.width)
 
 
 @dataclass
@@ -105,18 +114,20 @@ def render_behavior(
     t_lag: np.ndarray,
     daylight: np.ndarray,
     t_max: np.ndarray,
+    t_mean: np.ndarray,
     noise: np.ndarray,
 ) -> Behavior:
     """Render one behaviour day for a block of households.
 
     ``clock`` is the wall-clock minute (0..CLOCK_WIDTH) of each window minute; the weather arrays
     (outdoor temperature now and 90 minutes earlier, daylight 0..1) and ``noise`` (uniform 0..1)
-    are nb x window; ``t_max`` is the day's regional maximum temperature per household.
+    are nb x window; ``t_max``/``t_mean`` are the day's regional maximum / mean temperature.
     """
     nb = p.size
     u, z = dr.u, dr.z
     off = grid.day_off
-    identity = clock.size == CLOCK_WIDTH and bool(np.all(clock == np.arange(CLOCK_WIDTH)))
+    width = clock.size
+    identity = bool(np.all(clock == np.arange(width)))  # no DST change: wall clock == minute index
 
     away = u[0] < _away_probability(grid, p)
     home = ~away
@@ -131,25 +142,26 @@ def render_behavior(
     # outings on days off, and retirees' / homemakers' errands on weekdays
     out_p = np.where(off, 0.55, np.where(p.type_code == ELDERLY, 0.5, 0.4))
     outing = home & ~workday_out & (u[2] < out_p)
-    out_start = np.clip(np.where(p.type_code == ELDERLY, 600 + 60 * z[4], 780 + 100 * z[4]), wake + 60, sleep - 300)
+    out_start = np.where(p.type_code == ELDERLY, 600 + 60 * z[4], 780 + 100 * z[4])
+    out_start = np.clip(out_start, wake + 60, sleep - 300)
     out_end = np.minimum(out_start + 90 + 240 * u[3], sleep - 60)
     back_home = np.where(workday_out, ret, wake)  # when evening activity can start
 
-    pres = _Steps(nb)
+    pres = Steps(nb)
     pres.add(home, wake, sleep, 100.0)
     work_drop = np.where(p.employed, 100.0, np.where(p.type_code == FAMILY, 50.0, 0.0))
     pres.add(home & (not off) & (work_drop > 0), leave, ret, -work_drop)
     pres.add(home & workday_out & p.has_kids, kids_t, ret, 35.0)
     pres.add(outing, out_start, out_end, -100.0)
-    sl = _Steps(nb)
+    sl = Steps(nb)
     sl.add(home, np.full(nb, SLEEP_SPLIT), wake, 1.0)
     sl.add(home, sleep, np.full(nb, 1440 + SLEEP_SPLIT), 1.0)
 
     # --- cooking: rice cooker, induction hob, microwave / air fryer, kettle
-    cook = _Steps(nb)
+    cook = Steps(nb)
     at_home_noon = home & ~(workday_out) & ~(outing & (out_start < 750) & (out_end > 690))
     bf = home & (u[4] < p.breakfast_p)
-    bf_t = wake + 15 + 25 * u[5]
+    bf_t = wake + 20 + 30 * u[5]
     rice_bf = bf & (u[6] < 0.35)
     cook.add(rice_bf, bf_t, bf_t + 15, p.rice_w)
     cook.add(rice_bf, bf_t + 15, bf_t + 35, 0.3 * p.rice_w)
@@ -174,7 +186,7 @@ def render_behavior(
     cook.add(rice_bf & p.keep_warm & ~rice_dn, bf_t + 35, np.minimum(bf_t + 600, sleep), 55.0)
 
     # --- entertainment: evening TV, daytime TV at home, PC / console
-    ent = _Steps(nb)
+    ent = Steps(nb)
     tv = home & (u[20] < p.tv_p)
     tv_start = np.maximum(back_home + 20 * u[21], 1140 + 40 * z[7])
     ent.add(tv, tv_start, sleep - 45 * u[22], p.tv_w)
@@ -190,7 +202,7 @@ def render_behavior(
     wash = home & (u[29] < wash_p)
     wash_t = np.where(workday_out, 1230 + 50 * z[10], 570 + 70 * z[10])
     wash_t = np.clip(wash_t, wake + 10, sleep - 75)
-    washer = _Steps(nb)
+    washer = Steps(nb)
     warm = wash & (u[30] < 0.25)
     washer.add(wash, wash_t, wash_t + 8, 200.0)
     washer.add(warm, wash_t + 8, wash_t + 20, 2000.0)
@@ -198,27 +210,28 @@ def render_behavior(
     washer.add(wash, w2, w2 + 30, 420.0)
     washer.add(wash, w2 + 30, w2 + 40, 300.0)
     washer.add(wash, w2 + 40, w2 + 52, 550.0)
-    dryer = _Steps(nb)
+    dryer = Steps(nb)
     dry = wash & p.has_dryer & (u[31] < 0.75)
     dry_t = w2 + 57 + 35 * u[32]
     dryer.add(dry, dry_t, dry_t + 90 + 50 * u[33], p.dryer_w)
 
     # --- dishwasher after dinner (or after lunch on days off)
-    dish = _Steps(nb)
+    dish = Steps(nb)
     dish_on = home & (u[34] < p.dish_week / 7.0 * (1.3 if off else 0.9))
-    dish_t = np.where(off & (u[35] < 0.3), 840 + 60 * z[11], np.maximum(dn_t + 60 + 90 * u[36], 1260 + 40 * z[11]))
+    after_dinner = np.maximum(dn_t + 60 + 90 * u[36], 1260 + 40 * z[11])
+    dish_t = np.where(off & (u[35] < 0.3), 840 + 60 * z[11], after_dinner)
     for a, b, w in ((0, 10, 50.0), (10, 28, 1800.0), (28, 63, 100.0), (63, 75, 1800.0), (75, 100, 30.0)):
         dish.add(dish_on, dish_t + a, dish_t + b, w)
 
     # --- EV: evening plug-in, or a timer start at 23:00
-    ev = _Steps(nb)
+    ev = Steps(nb)
     ev_on = home & p.has_ev & (u[37] < p.ev_day_p)
     ev_t = np.where(u[38] < 0.5, np.maximum(back_home, 1080) + 10 + 50 * u[39], 1380 + 60 * u[39])
     ev_kwh = np.clip(p.ev_kwh + 4 * z[12], 4.0, 45.0)
     ev.add(ev_on, ev_t, ev_t + ev_kwh / p.ev_kw * 60.0, p.ev_kw * 1000.0)
 
     # --- other: hair dryer, vacuum cleaner (plus presence-driven plug loads below)
-    oth = _Steps(nb)
+    oth = Steps(nb)
     hair = home & (u[40] < p.hair_p)
     hair_t = wake + 20 + 30 * u[41]
     oth.add(hair, hair_t, hair_t + 4 + 6 * u[42], 1200 + 600 * u[43])
@@ -227,7 +240,7 @@ def render_behavior(
     oth.add(vac, vac_t, vac_t + 10 + 15 * u[45], 1000 + 400 * u[46])
 
     def on_window(a: np.ndarray) -> np.ndarray:
-        return a if identity else a[:, clock]
+        return a[:, :width] if identity else a[:, clock]
 
     presence = np.clip(on_window(pres.render()) * 0.01, 0.0, 1.0)
     asleep = on_window(sl.render())
@@ -236,28 +249,50 @@ def render_behavior(
     # lighting follows occupancy and darkness (daylight 0..1 from the sun and clouds)
     lighting = (p.light_w * p.scale)[:, None] * np.sqrt(presence) * np.maximum(1.1 - daylight, 0.0)
 
-    # cooling: on hot days, AC runs while people are home and it is warmer than the set-point
-    hot_gate = p.has_ac & home & (t_max >= p.ac_gate)
-    ac_day = hot_gate & (u[47] < np.clip(0.55 + (t_max - p.ac_gate) / 3.0, 0.0, 1.0))
-    need = t_lag + 1.5 - p.ac_sp[:, None]
+    # cooling: on hot days AC runs in sessions (evening after coming home, afternoons for those at
+    # home) whose length grows with the heat, while people are home and it is warmer than the
+    # set-point; computed only for the rows that can cool today (none in winter)
+    excess = t_max - p.ac_gate
+    ac_day = p.has_ac & home & (excess > -4.0) & (u[47] < 1.0 / (1.0 + np.exp(-excess / 2.0)))
+    sessions = Steps(nb)
+    ev_start = np.maximum(back_home, 1020.0) + 60 * u[51]
+    sessions.add(ac_day, ev_start, ev_start + np.clip(300 + 55 * excess + 60 * z[14], 60, 560), 1.0)
+    day_start = 780 + 60 * z[15]
+    sessions.add(ac_day & ~workday_out & (u[52] < 0.8), day_start,
+                 day_start + np.clip(150 + 45 * excess, 0, 330), 1.0)
     night = ac_day & (u[48] < p.ac_night_p)
     # sleep timer of 1-4 hours; a quarter of AC nights run until morning
     timer_end = sleep + np.where(u[49] < 0.25, 600.0, 60.0 + 180.0 * u[50])
-    awake_on = present & (need > 0)
-    asleep_on = night[:, None] & (asleep > 0) & (clock[None, :] < timer_end[:, None]) & (t_out > 23.0)
-    ac_rated = p.ac_rated * p.scale
-    ac_w = np.clip(0.2 * ac_rated[:, None] + (ac_rated / 10.0)[:, None] * need, 0.0, ac_rated[:, None])
-    ac_w = ac_w * (awake_on | asleep_on) * np.where(asleep_on, 0.65, 1.0) * (0.85 + 0.3 * noise)
-    ac_w = ac_w * ac_day[:, None]
-    fan = 40.0 * (present & (t_lag > 26.0) & (ac_w == 0.0))
-    cooling = ac_w + fan
+    cooling = np.zeros_like(presence)
+    rows = np.flatnonzero(home & (ac_day | (t_max > 25.0)))
+    if rows.size:
+        tl, pr, sl_ = t_lag[rows], present[rows], asleep[rows] > 0
+        need = tl + 1.5 - p.ac_sp[rows, None]
+        window = on_window(sessions.render())[rows] > 0
+        asleep_on = night[rows, None] & sl_ & (clock[None, :] < timer_end[rows, None]) & (t_out[rows] > 23.0)
+        ac_on = ((pr & window) | asleep_on) & (need > 0)
+        rated = (p.ac_rated * p.scale)[rows, None]
+        ac_w = np.clip(0.45 * rated + (rated / 15.0) * need, 0.0, rated)
+        ac_w *= ac_on * (1.0 - 0.35 * asleep_on) * (0.85 + 0.3 * noise[rows])
+        cooling[rows] = ac_w + 50.0 * (pr & (tl > 25.5) & ~ac_on)  # electric fans
 
-    # heating: heat pumps in electrically heated homes, electric mats at night in others
-    home_now = present | (asleep > 0)
-    heat_need = p.heat_sp[:, None] - t_lag - np.where(asleep > 0, 2.0, 0.0)
-    hp = np.clip(((p.area * 1.2)[:, None] * heat_need - 400.0) / p.heat_cop[:, None], 0.0, p.heat_rated[:, None])
-    heating = hp * (home_now & p.electric_heating[:, None])
-    heating = heating + p.mat_w[:, None] * ((asleep > 0) & (t_out < 10.0) & p.has_mat[:, None])
+    # heating: heat pumps in electrically heated homes, electric mats at night in others; only in
+    # the heating season (a cool June morning does not switch the heating on)
+    heating = np.zeros_like(presence)
+    coldest = np.minimum(t_out.min(axis=1), t_lag.min(axis=1))
+    may_heat = (p.electric_heating & (coldest < p.heat_sp) & (t_mean < 16.0))
+    may_heat |= p.has_mat & (coldest < 10.0) & (t_mean < 13.0)
+    rows = np.flatnonzero(home & may_heat)
+    if rows.size:
+        tl, sl_ = t_lag[rows], asleep[rows]
+        home_now = present[rows] | (sl_ > 0)
+        heat_need = p.heat_sp[rows, None] - tl - 2.0 * sl_
+        area, cop = (p.area * 1.2)[rows, None], p.heat_cop[rows, None]
+        hp = np.clip((area * heat_need - 400.0) / cop, 0.0, p.heat_rated[rows, None])
+        hp *= home_now & (p.electric_heating & (t_mean < 16.0))[rows, None]
+        mats = (p.has_mat & (t_mean < 13.0))[rows, None]
+        hp += p.mat_w[rows, None] * ((sl_ > 0) & (t_out[rows] < 10.0) & mats)
+        heating[rows] = hp
 
     other = on_window(oth.render()) + (p.misc_w * p.scale)[:, None] * presence * (0.6 + 0.8 * noise)
 

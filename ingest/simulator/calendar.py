@@ -81,7 +81,6 @@ def day_grid(d: date, tz_name: str) -> DayGrid:
     start = local_midnight_ms(d, tz)
     end = local_midnight_ms(d + timedelta(days=1), tz)
     n = (end - start) // 60_000
-    start_min = start // 60_000
     if n == 1440 and _offset_min(start, tz) == _offset_min(end - 60_000, tz):
         clock = np.arange(1440, dtype=np.int64)
     else:

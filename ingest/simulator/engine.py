@@ -20,13 +20,13 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import polars as pl
 
-from hems.contracts import DeviceType, conform_readings, empty_readings
+from hems.contracts import READING_FIELDS, DeviceType, empty_readings
 from ingest.simulator.behavior import (
     BEHAVIOR_COMPONENTS,
-    CLOCK_WIDTH,
     SPILL,
     Behavior,
     DayDraws,
+    Steps,
     day_draws,
     render_behavior,
 )
@@ -41,12 +41,14 @@ APPLIANCES = (
     "standby", "refrigerator", "lighting", "cooking", "entertainment", "laundry", "dishwasher",
     "cooling", "heating", "ev", "other",
 )
-#: power factor of each load: resistive ≈ 1, motors lower, switch-mode standby lowest
+#: power factor of loads that are not near-resistive (cooking, heating, EV, dishwasher ≈ 1):
+#: motors lower, switch-mode standby supplies lowest; apparent power adds P·(1/pf − 1) per load
 _PF = {
-    "standby": 0.60, "refrigerator": 0.80, "kimchi": 0.80, "other_base": 0.90, "lighting": 0.92,
-    "cooking": 0.99, "entertainment": 0.93, "washer": 0.75, "dryer": 0.90, "dishwasher": 0.97,
-    "cooling": 0.95, "heating": 0.97, "ev": 0.99, "other": 0.88,
+    "standby": 0.60, "refrigerator": 0.80, "other_base": 0.90, "lighting": 0.92, "entertainment": 0.93,
+    "washer": 0.75, "dryer": 0.90, "cooling": 0.95, "other": 0.88,
 }
+_PF_EXTRA = {k: 1.0 / v - 1.0 for k, v in _PF.items()}
+_PF_EXTRA_COMPONENTS = ("lighting", "entertainment", "washer", "dryer", "cooling", "other")
 _W_PER_UNIT = 60000.0 / UNITS_PER_KWH  # watts of one quantum per minute
 _BLOCK = 128  # households per internal block: bounds intermediate arrays (~2 MB each)
 _TRUTH_SCHEMA = {
@@ -54,6 +56,9 @@ _TRUTH_SCHEMA = {
     "export_kwh": pl.Float64(), "load_kwh": pl.Float64(), "pv_kwh": pl.Float64(),
     "import_off_peak_kwh": pl.Float64(), "import_mid_kwh": pl.Float64(), "import_peak_kwh": pl.Float64(),
 }
+
+
+_REGISTERS = ("meter_import", "meter_export", "fridge_plug", "washer_plug")
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,6 +88,20 @@ class SimState:
         return SimState(next_date or self.next_date, self.seed, self.timezone, self.n_households,
                         self.meter_import.copy(), self.meter_export.copy(), self.fridge_plug.copy(),
                         self.washer_plug.copy())
+
+    def to_dict(self) -> dict:
+        """A JSON-serializable form, so a pipeline can persist the state between runs/partitions."""
+        return {
+            "next_date": self.next_date.isoformat(), "seed": self.seed, "timezone": self.timezone,
+            "n_households": self.n_households,
+            **{k: getattr(self, k).tolist() for k in _REGISTERS},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SimState:
+        arrays = {k: np.asarray(data[k], dtype=np.int64) for k in _REGISTERS}
+        return cls(date.fromisoformat(data["next_date"]), int(data["seed"]), str(data["timezone"]),
+                   int(data["n_households"]), **arrays)
 
     def registers(self, fleet: Fleet) -> pl.DataFrame:
         """Register values (kWh) per household at local midnight of ``next_date``."""
@@ -125,27 +144,34 @@ class Simulation:
     state: SimState
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
 def _validate(fleet: Fleet, start: date | None, days: int, freq_minutes: int, env_freq_minutes: int,
               state: SimState | None, batch_households: int | None) -> date:
+    """Check every argument up front; each error names the argument and the accepted values."""
     if not isinstance(fleet, Fleet):
         raise ValueError(f"fleet must be a Fleet (use Fleet.generate), got {type(fleet).__name__}")
-    for name, value in (("days", days), ("freq_minutes", freq_minutes), ("env_freq_minutes", env_freq_minutes)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+    ints = (("days", days), ("freq_minutes", freq_minutes), ("env_freq_minutes", env_freq_minutes))
+    for name, value in ints:
+        if not _is_int(value):
             raise ValueError(f"{name} must be an integer, got {value!r}")
     if days <= 0:
         raise ValueError(f"days must be positive, got {days}")
-    for name, value in (("freq_minutes", freq_minutes), ("env_freq_minutes", env_freq_minutes)):
+    for name, value in ints[1:]:
         if value <= 0 or 60 % value:
-            raise ValueError(f"{name} must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60), got {value}")
-    if batch_households is not None and (isinstance(batch_households, bool) or batch_households <= 0):
+            raise ValueError(f"{name} must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60), got {value}")
+    if batch_households is not None and (not _is_int(batch_households) or batch_households <= 0):
         raise ValueError(f"batch_households must be a positive integer or None, got {batch_households!r}")
     if start is not None and (isinstance(start, datetime) or not isinstance(start, date)):
         raise ValueError(f"start must be a datetime.date (a local calendar day), got {start!r}")
     if state is not None:
-        if (state.seed, state.timezone, state.n_households) != (fleet.seed, fleet.timezone, fleet.n_households):
+        fleet_key = (fleet.seed, fleet.timezone, fleet.n_households)
+        if (state.seed, state.timezone, state.n_households) != fleet_key:
             raise ValueError("state belongs to a different fleet (seed, timezone or size differ)")
         if start is not None and start != state.next_date:
-            raise ValueError(f"start {start} does not continue the state, which ends before {state.next_date}")
+            raise ValueError(f"start {start} does not continue the state (its next day is {state.next_date})")
         return state.next_date
     if start is None:
         raise ValueError("give start (a local calendar day) or a state to continue from")
@@ -175,15 +201,25 @@ def simulate_days(
                 batch_households, progress).chunks()
 
 
-def simulate(fleet: Fleet, start: date | None = None, days: int = 1, freq_minutes: int = 1,
-             **kwargs) -> Simulation:  # noqa: ANN003 - forwarded to simulate_days
-    """Run :func:`simulate_days` and concatenate its chunks."""
-    chunks = list(simulate_days(fleet, start, days, freq_minutes, **kwargs))
-    weather = pl.concat([c.weather for c in chunks]).unique(["ts", "region"], keep="first", maintain_order=True)
+def simulate(
+    fleet: Fleet,
+    start: date | None = None,
+    days: int = 1,
+    freq_minutes: int = 1,
+    *,
+    state: SimState | None = None,
+    env_freq_minutes: int = 5,
+    batch_households: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Simulation:
+    """Run :func:`simulate_days` and concatenate its chunks (for tests and small fleets)."""
+    chunks = list(simulate_days(fleet, start, days, freq_minutes, state=state,
+                                env_freq_minutes=env_freq_minutes, batch_households=batch_households,
+                                progress=progress))
     return Simulation(
         readings=pl.concat([c.readings for c in chunks]),
         truth=pl.concat([c.truth for c in chunks]),
-        weather=weather,
+        weather=pl.concat([c.weather for c in chunks]),
         appliances=pl.concat([c.appliances for c in chunks]),
         state=next(c.state for c in reversed(chunks) if c.state is not None),
     )
@@ -235,17 +271,27 @@ class _Run:
         self.tz = fleet.timezone
         self.p = fleet.params
         self.n = fleet.n_households
-        self.dw: DailyWeather = daily_weather(fleet.seed, first - timedelta(days=3), first + timedelta(days=days + 4))
+        # weather of every day a behaviour window, its spill or the boundary reading touches
+        self.dw: DailyWeather = daily_weather(fleet.seed, first - timedelta(days=3),
+                                              first + timedelta(days=days + 4))
         self.envs: dict[date, _DayEnv] = {}
         self.spill: dict[tuple[date, int], dict[str, np.ndarray]] = {}
         ids = fleet.households["household_id"]
-        self.ids = {
-            "hh": ids,
-            DeviceType.smart_meter: ids + "-meter",
-            DeviceType.solar_inverter: ids + "-pv",
-            DeviceType.env_sensor: ids + "-env",
-            "fridge": ids + "-plug-fridge",
-            "washer": ids + "-plug-washer",
+        self.ids = ids
+
+        def id_frame(suffix: str) -> pl.DataFrame:
+            return pl.DataFrame([ids, (ids + suffix).alias("device_id")])
+
+        meter, plug_f, plug_w = id_frame("-meter"), id_frame("-plug-fridge"), id_frame("-plug-washer")
+        self.id_frames: dict[str, tuple[DeviceType, pl.DataFrame]] = {
+            "meter": (DeviceType.smart_meter, meter),
+            "pv": (DeviceType.solar_inverter, id_frame("-pv")),
+            "env": (DeviceType.env_sensor, id_frame("-env")),
+            "fridge": (DeviceType.smart_plug, plug_f),
+            "washer": (DeviceType.smart_plug, plug_w),
+            "boundary_m": (DeviceType.smart_meter, meter),
+            "boundary_f": (DeviceType.smart_plug, plug_f),
+            "boundary_w": (DeviceType.smart_plug, plug_w),
         }
         self.regions = sorted(set(self.p.region.tolist()))
 
@@ -269,7 +315,8 @@ class _Run:
         own = slice(0, grid.n_minutes)
         row = self.dw.row(d)
         hour = grid.clock // 60
-        tou = np.stack([(hour >= 22) | (hour < 8), (hour >= 8) & (hour < 16), (hour >= 16) & (hour < 22)], axis=1)
+        tou = np.stack([(hour >= 22) | (hour < 8), (hour >= 8) & (hour < 16), (hour >= 16) & (hour < 22)],
+                       axis=1)
         h = grid.clock / 60.0
         v_profile = -1.5 * np.exp(-(((h - 20.5) / 2.5) ** 2)) + 1.0 * np.exp(-(((h - 3.5) / 3.0) ** 2))
         return _DayEnv(
@@ -289,7 +336,7 @@ class _Run:
         noise = _uniform_block(self.fleet.seed, 3, d, lo, hi, width)
         return render_behavior(
             p, e.draws.take(slice(lo, hi)), e.grid, e.window_clock, e.temp[r], e.temp_lag[r],
-            e.daylight[r], e.t_max[r], noise,
+            e.daylight[r], e.t_max[r], e.t_mean[r], noise,
         )
 
     def spill_of(self, d: date, lo: int, hi: int) -> dict[str, np.ndarray]:
@@ -314,23 +361,28 @@ class _Run:
                     self.progress(done, total)
                 yield chunk
 
+    def _block(self, d: date, lo: int, hi: int, last_day: bool):  # noqa: ANN202 - internal tuple
+        """Everything of one block of households for day ``d`` (independent of other blocks)."""
+        parts = {k: _Part() for k in self.id_frames}
+        prev = self.spill_of(d - timedelta(days=1), lo, hi)
+        beh = self.behavior(d, lo, hi)
+        self.spill[(d, lo)] = _spill(beh, self.env(d).grid.n_minutes)
+        truth, appl = self._own_day(d, lo, hi, beh, prev, parts)
+        if last_day:
+            self._own_day(d + timedelta(days=1), lo, hi, None, self.spill[(d, lo)], parts, boundary=True)
+        return parts, truth, appl
+
     def _chunk(self, d: date, b0: int, b1: int, last_day: bool, first_batch: bool,
                day_complete: bool) -> DayChunk:
-        parts = {k: _Part() for k in ("meter", "pv", "env", "fridge", "washer", "boundary_m", "boundary_f",
-                                      "boundary_w")}
-        truth: list[dict[str, np.ndarray]] = []
-        appl: list[dict[str, np.ndarray]] = []
-        for lo in range(b0, b1, _BLOCK):
-            hi = min(b1, lo + _BLOCK)
-            prev = self.spill_of(d - timedelta(days=1), lo, hi)
-            beh = self.behavior(d, lo, hi)
-            self.spill[(d, lo)] = _spill(beh, self.env(d).grid.n_minutes)
-            t, a = self._own_day(d, lo, hi, beh, prev, parts)
-            truth.append(t)
-            appl.append(a)
-            if last_day:
-                nxt = d + timedelta(days=1)
-                self._own_day(nxt, lo, hi, None, self.spill[(d, lo)], parts, boundary=True)
+        results = [self._block(d, lo, min(b1, lo + _BLOCK), last_day) for lo in range(b0, b1, _BLOCK)]
+        parts = {k: _Part() for k in self.id_frames}
+        for block_parts, _, _ in results:
+            for key, part in block_parts.items():
+                parts[key].hh += part.hh
+                for col, arrays in part.cols.items():
+                    parts[key].cols.setdefault(col, []).extend(arrays)
+        truth = [t for _, t, _ in results]
+        appl = [a for _, _, a in results]
         readings = self._readings(d, parts, last_day)
         if day_complete:
             self.spill = {k: v for k, v in self.spill.items() if k[0] == d}
@@ -356,7 +408,6 @@ class _Run:
         nb = hi - lo
         p = self.p.take(slice(lo, hi))
         r = p.region
-        u = g.utc_minutes
         head = min(SPILL, L)
 
         def own(name: str) -> np.ndarray:
@@ -374,109 +425,116 @@ class _Run:
         # appliances that run on their own clock, continuous across midnight
         t_room = 22.0 + 0.25 * (e.t_mean[r] - 15.0)
         duty = np.clip(p.fridge_duty + 0.008 * (t_room - 22.0), 0.25, 0.6)
-        on_len = np.rint(p.fridge_period * duty)
-        fridge = p.fridge_w[:, None] * (((u[None, :] + p.fridge_phase[:, None]) % p.fridge_period[:, None])
-                                        < on_len[:, None])
-        fridge = fridge + 180.0 * (((u[None, :] + p.fridge_phase[:, None] * 7) % 1440) < 20)
-        k_on = np.rint(p.kimchi_period * 0.3)
-        kimchi = p.kimchi_w[:, None] * (((u[None, :] + p.kimchi_phase[:, None]) % p.kimchi_period[:, None])
-                                        < k_on[:, None])
-        season = 1.0 + 0.02 * np.clip(15.0 - e.t_mean[r], -10.0, 20.0)  # heated bidet seats in winter
-        other_base = (3.0 * p.base_other_w * season)[:, None] * (((u[None, :] + p.other_phase[:, None]) % 17) < 6)
+        j = np.arange(L, dtype=np.float64)[None, :]
+        u0 = g.start_minute
+        on_min = np.rint(p.fridge_period * duty)
+        fridge = p.fridge_w[:, None] * _square(u0 + p.fridge_phase, p.fridge_period, on_min, j)
+        defrost = Steps(nb, width=L, earliest=0)  # 20 minutes of defrost heater once a day
+        first = (-(u0 + 7 * p.fridge_phase)) % 1440
+        for k in range(-1, 2):
+            defrost.add(np.ones(nb, dtype=bool), first + 1440 * k, first + 1440 * k + 20, 180.0)
+        fridge = fridge + defrost.render()
+        on_min = np.rint(p.kimchi_period * 0.3)
+        kimchi = p.kimchi_w[:, None] * _square(u0 + p.kimchi_phase, p.kimchi_period, on_min, j)
+        # water purifier and heated bidet seat, cycling every 17 minutes; the seat works harder in winter
+        season = 1.0 + 0.02 * np.clip(15.0 - e.t_mean[r], -10.0, 20.0)
+        cycle = _square(u0 + p.other_phase, np.full(nb, 17), 6.0, j)
+        other_base = (3.0 * p.base_other_w * season)[:, None] * cycle
         standby = p.standby_w[:, None]
 
+        # total load, and the apparent power that sets the power factor (near-unity loads omitted)
         load = standby + fridge
-        load = load + kimchi
-        load = load + other_base
+        load += kimchi
+        load += other_base
         for c in BEHAVIOR_COMPONENTS:
-            load = load + comps[c]
-        apparent = standby / _PF["standby"] + fridge / _PF["refrigerator"] + kimchi / _PF["kimchi"]
-        apparent = apparent + other_base / _PF["other_base"]
-        for c in BEHAVIOR_COMPONENTS:
-            apparent = apparent + comps[c] / _PF[c]
+            load += comps[c]
+        extra = (fridge + kimchi) * _PF_EXTRA["refrigerator"]
+        extra += standby * _PF_EXTRA["standby"]
+        for name, arr in (("other_base", other_base), *((c, comps[c]) for c in _PF_EXTRA_COMPONENTS)):
+            extra += arr * _PF_EXTRA[name]
 
-        pv = np.zeros((nb, L))
         pv_rows = np.flatnonzero(p.has_pv)
+        k_load = np.rint(load * (1.0 / _W_PER_UNIT))
+        k_pv = np.zeros((nb, L))
         if pv_rows.size:
             rr = r[pv_rows]
-            pv[pv_rows] = pv_power_w(
+            pv = pv_power_w(
                 e.cosz[rr, :L], e.decl[:, :L], e.hour_angle[rr, :L], p.latitude[pv_rows, None],
                 p.pv_tilt[pv_rows, None], e.cloud[rr, :L], e.temp[rr, :L], p.pv_kwp[pv_rows, None],
             )
-
-        k_load = np.rint(load * (1.0 / _W_PER_UNIT))
-        k_pv = np.rint(pv * (1.0 / _W_PER_UNIT))
-        k_imp = np.maximum(k_load - k_pv, 0.0)
-        k_exp = np.maximum(k_pv - k_load, 0.0)
+            k_pv[pv_rows] = np.rint(pv * (1.0 / _W_PER_UNIT))
+        k_net = k_load - k_pv
+        k_imp = np.maximum(k_net, 0.0)
+        k_exp = np.maximum(-k_net, 0.0) if pv_rows.size else np.zeros((nb, L))
 
         f = self.freq
         n_int = L // f
         v_noise = _uniform_block(self.fleet.seed, 4, d, lo, hi, L)
-        net_kw = (k_load - k_pv) * (_W_PER_UNIT / 1000.0)
-        volts = 220.0 * (1.0 + p.v_off)[:, None] + e.v_profile[None, :] - 0.5 * net_kw + 1.2 * (v_noise - 0.5)
+        volts = k_net * (-0.5 * _W_PER_UNIT / 1000.0)  # the voltage sags under load, rises on export
+        volts += (220.0 * (1.0 + p.v_off))[:, None] + e.v_profile[None, :]
+        volts += 1.2 * (v_noise - 0.5)
         volts = np.round(np.clip(volts, 213.4, 226.6), 1)
 
         def per_interval(a: np.ndarray) -> np.ndarray:
             return a if f == 1 else a.reshape(a.shape[0], n_int, f).sum(axis=2)
 
-        imp_i, exp_i = per_interval(k_imp), per_interval(k_exp)
-        net_i = per_interval(k_load - k_pv)
-        pf = np.clip(per_interval(load) / np.maximum(per_interval(apparent), 1e-9), 0.85, 0.99)
-        pf = np.round(pf, 3)
+        imp_i, exp_i, net_i = per_interval(k_imp), per_interval(k_exp), per_interval(k_net)
+        load_i = per_interval(load)
+        pf = np.round(np.clip(load_i / np.maximum(load_i + per_interval(extra), 1e-9), 0.85, 0.99), 3)
         v_i = volts[:, ::f]
         current = np.round(np.abs(net_i) * (_W_PER_UNIT / f) / (v_i * pf), 3)
         ts = g.start_ms + np.arange(n_int, dtype=np.int64) * (f * 60_000)
         hh = np.arange(lo, hi)
-
-        st = self.state
-        imp_units = imp_i.astype(np.int64)
-        exp_units = exp_i.astype(np.int64)
-        r_imp = st.meter_import[lo:hi, None] + np.cumsum(imp_units, axis=1) - imp_units
-        r_exp = st.meter_export[lo:hi, None] + np.cumsum(exp_units, axis=1) - exp_units
         q = 1.0 / UNITS_PER_KWH
+        st = self.state
 
-        fr_units = per_interval(np.rint(fridge * (1.0 / _W_PER_UNIT))).astype(np.int64)
-        wa_units = per_interval(np.rint(comps["washer"] * (1.0 / _W_PER_UNIT))).astype(np.int64)
-        r_fr = st.fridge_plug[lo:hi, None] + np.cumsum(fr_units, axis=1) - fr_units
-        r_wa = st.washer_plug[lo:hi, None] + np.cumsum(wa_units, axis=1) - wa_units
+        imp_units = imp_i.astype(np.int64)
+        r_imp = _registers(st.meter_import[lo:hi], imp_units)
+        r_exp = np.repeat(st.meter_export[lo:hi, None], n_int, axis=1)
+        exp_units = exp_i[pv_rows].astype(np.int64)
+        if pv_rows.size:
+            r_exp[pv_rows] = _registers(st.meter_export[lo:hi][pv_rows], exp_units)
         fp = np.flatnonzero(p.has_fridge_plug)
         wp = np.flatnonzero(p.has_washer_plug)
+        fr_units = per_interval(np.rint(fridge[fp] * (1.0 / _W_PER_UNIT))).astype(np.int64)
+        wa_units = per_interval(np.rint(comps["washer"][wp] * (1.0 / _W_PER_UNIT))).astype(np.int64)
+        r_fr = _registers(st.fridge_plug[lo:hi][fp], fr_units)
+        r_wa = _registers(st.washer_plug[lo:hi][wp], wa_units)
+        w_unit = _W_PER_UNIT / f
 
-        if boundary:  # only the readings at the first timestamp, registers unchanged
-            m = parts["boundary_m"]
-            m.add(hh, ts=ts[:1].repeat(nb), power_w=imp_i[:, 0] * (_W_PER_UNIT / f),
-                  energy_import_kwh=r_imp[:, 0] * q, energy_export_kwh=r_exp[:, 0] * q,
-                  voltage_v=v_i[:, 0], current_a=current[:, 0], power_factor=pf[:, 0])
-            parts["boundary_f"].add(hh[fp], ts=ts[:1].repeat(fp.size), power_w=fr_units[fp, 0] * (_W_PER_UNIT / f),
-                                    energy_import_kwh=r_fr[fp, 0] * q)
-            parts["boundary_w"].add(hh[wp], ts=ts[:1].repeat(wp.size), power_w=wa_units[wp, 0] * (_W_PER_UNIT / f),
-                                    energy_import_kwh=r_wa[wp, 0] * q)
+        if boundary:  # only the readings at the first timestamp; registers do not advance
+            parts["boundary_m"].add(
+                hh, ts=ts[:1].repeat(nb), power_w=imp_i[:, 0] * w_unit, energy_import_kwh=r_imp[:, 0] * q,
+                energy_export_kwh=r_exp[:, 0] * q, voltage_v=v_i[:, 0], current_a=current[:, 0],
+                power_factor=pf[:, 0],
+            )
+            parts["boundary_f"].add(hh[fp], ts=ts[:1].repeat(fp.size), power_w=fr_units[:, 0] * w_unit,
+                                    energy_import_kwh=r_fr[:, 0] * q)
+            parts["boundary_w"].add(hh[wp], ts=ts[:1].repeat(wp.size), power_w=wa_units[:, 0] * w_unit,
+                                    energy_import_kwh=r_wa[:, 0] * q)
             return None, None
 
         parts["meter"].add(
-            np.repeat(hh, n_int), ts=np.tile(ts, nb), power_w=(imp_i * (_W_PER_UNIT / f)).ravel(),
+            np.repeat(hh, n_int), ts=np.tile(ts, nb), power_w=(imp_i * w_unit).ravel(),
             energy_import_kwh=(r_imp * q).ravel(), energy_export_kwh=(r_exp * q).ravel(),
             voltage_v=v_i.ravel(), current_a=current.ravel(), power_factor=pf.ravel(),
         )
         if pv_rows.size:
-            pv_i = per_interval(k_pv[pv_rows])
             parts["pv"].add(np.repeat(hh[pv_rows], n_int), ts=np.tile(ts, pv_rows.size),
-                            solar_power_w=(pv_i * (_W_PER_UNIT / f)).ravel())
+                            solar_power_w=(per_interval(k_pv[pv_rows]) * w_unit).ravel())
         if fp.size:
             parts["fridge"].add(np.repeat(hh[fp], n_int), ts=np.tile(ts, fp.size),
-                                power_w=(fr_units[fp] * (_W_PER_UNIT / f)).ravel(),
-                                energy_import_kwh=(r_fr[fp] * q).ravel())
+                                power_w=(fr_units * w_unit).ravel(), energy_import_kwh=(r_fr * q).ravel())
         if wp.size:
             parts["washer"].add(np.repeat(hh[wp], n_int), ts=np.tile(ts, wp.size),
-                                power_w=(wa_units[wp] * (_W_PER_UNIT / f)).ravel(),
-                                energy_import_kwh=(r_wa[wp] * q).ravel())
+                                power_w=(wa_units * w_unit).ravel(), energy_import_kwh=(r_wa * q).ravel())
         self._env_readings(d, lo, hi, p, e, presence, asleep, comps, parts["env"])
 
-        # advance registers
+        # advance the registers to the next midnight
         st.meter_import[lo:hi] += imp_units.sum(axis=1)
-        st.meter_export[lo:hi] += exp_units.sum(axis=1)
-        st.fridge_plug[lo:hi] += fr_units.sum(axis=1)
-        st.washer_plug[lo:hi] += wa_units.sum(axis=1)
+        st.meter_export[lo + pv_rows] += exp_units.sum(axis=1)
+        st.fridge_plug[lo + fp] += fr_units.sum(axis=1)
+        st.washer_plug[lo + wp] += wa_units.sum(axis=1)
 
         tou = k_imp @ e.tou
         truth = {
@@ -517,7 +575,8 @@ class _Run:
         heat_target = np.where((pres + slp) > 0, p.heat_sp[:, None] - 1.5 * slp, 17.0)
         t_in = np.maximum(t_free, heat_target)
         ac_on = cool > 100.0
-        t_in = np.where(ac_on, np.minimum(t_in, p.ac_sp[:, None] + 0.8 + 0.1 * (t_out - p.ac_sp[:, None])), t_in)
+        cooled = p.ac_sp[:, None] + 0.8 + 0.1 * (t_out - p.ac_sp[:, None])
+        t_in = np.where(ac_on, np.minimum(t_in, cooled), t_in)
         t_in = np.round(_moving_mean(t_in, max(1, 30 // fe)) + 0.3 * (noise[:, 0] - 0.5), 1)
 
         rh_out = e.humidity[r][:, idx]
@@ -527,7 +586,8 @@ class _Run:
         vent = np.where(t_out < 5.0, 1.6, np.where(t_out > 27.0, 1.1, 0.75)) * p.vent[:, None]
         people = p.residents[:, None] * (pres + 1.3 * slp)
         co2 = 420.0 + people * 380.0 * vent * (70.0 / p.area)[:, None]
-        co2 = np.round(np.clip(_moving_mean(co2, max(1, 45 // fe)) + 15.0 * (noise[:, 2] - 0.5), 400.0, 4000.0))
+        co2 = _moving_mean(co2, max(1, 45 // fe)) + 15.0 * (noise[:, 2] - 0.5)
+        co2 = np.round(np.clip(co2, 400.0, 4000.0))
 
         aqi = 0.55 * e.aqi[r][:, None] + 40.0 * (cook > 500.0) + 4.0 * (noise[:, 1] - 0.5)
         aqi = np.round(np.clip(aqi, 0.0, 500.0))
@@ -538,37 +598,27 @@ class _Run:
 
     # ------------------------------------------------------------------ frames
     def _readings(self, d: date, parts: dict[str, _Part], last_day: bool) -> pl.DataFrame:
-        spec = [
-            ("meter", DeviceType.smart_meter, self.ids[DeviceType.smart_meter]),
-            ("pv", DeviceType.solar_inverter, self.ids[DeviceType.solar_inverter]),
-            ("env", DeviceType.env_sensor, self.ids[DeviceType.env_sensor]),
-            ("fridge", DeviceType.smart_plug, self.ids["fridge"]),
-            ("washer", DeviceType.smart_plug, self.ids["washer"]),
-        ]
+        keys = ["meter", "pv", "env", "fridge", "washer"]
         if last_day:
-            spec += [
-                ("boundary_m", DeviceType.smart_meter, self.ids[DeviceType.smart_meter]),
-                ("boundary_f", DeviceType.smart_plug, self.ids["fridge"]),
-                ("boundary_w", DeviceType.smart_plug, self.ids["washer"]),
-            ]
+            keys += ["boundary_m", "boundary_f", "boundary_w"]
         frames = []
-        for key, dtype, dev_ids in spec:
+        for key in keys:
+            dtype, ids = self.id_frames[key]
             part = parts[key]
-            if not part.hh:
-                continue
-            hh = pl.Series(np.concatenate(part.hh), dtype=pl.UInt32)
-            if hh.len() == 0:
-                continue
-            cols = {k: np.concatenate(v) for k, v in part.cols.items()}
-            ts = pl.Series("ts", cols.pop("ts")).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
-            frame = pl.DataFrame([
-                ts,
-                self.ids["hh"].gather(hh).alias("household_id"),
-                dev_ids.gather(hh).alias("device_id"),
-                pl.Series("device_type", [dtype.value], dtype=pl.String).new_from_index(0, hh.len()),
-                *[pl.Series(k, v) for k, v in cols.items()],
-            ])
-            frames.append(conform_readings(frame))
+            for i, hh in enumerate(part.hh):  # one frame per block: no copies, just more chunks
+                if hh.size == 0:
+                    continue
+                cols = {k: v[i] for k, v in part.cols.items()}
+                n = hh.size
+                named = ids.select(pl.all().gather(pl.Series(hh, dtype=pl.UInt32)))  # both columns at once
+                null = pl.repeat(None, n, dtype=pl.Float64, eager=True)
+                series = [
+                    pl.Series("ts", cols.pop("ts")).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"),
+                    named["household_id"], named["device_id"],
+                    pl.repeat(dtype.value, n, dtype=pl.String, eager=True).alias("device_type"),
+                    *[pl.Series(k, cols[k]) if k in cols else null.alias(k) for k in READING_FIELDS],
+                ]
+                frames.append(pl.DataFrame(series))
         if not frames:
             return empty_readings()
         return pl.concat(frames, rechunk=False)
@@ -576,17 +626,18 @@ class _Run:
     def _truth_frame(self, d: date, b0: int, b1: int, parts: list[dict[str, np.ndarray]]) -> pl.DataFrame:
         cat = {k: np.concatenate([t[k] for t in parts]) for k in parts[0]}
         return pl.DataFrame({
-            "household_id": self.ids["hh"].gather(pl.Series(cat["hh"], dtype=pl.UInt32)),
+            "household_id": self.ids.gather(pl.Series(cat["hh"], dtype=pl.UInt32)),
             "date": pl.Series([d], dtype=pl.Date).new_from_index(0, b1 - b0),
             "import_kwh": cat["import"], "export_kwh": cat["export"], "load_kwh": cat["load"],
             "pv_kwh": cat["pv"], "import_off_peak_kwh": cat["off"], "import_mid_kwh": cat["mid"],
             "import_peak_kwh": cat["peak"],
         }, schema=_TRUTH_SCHEMA)
 
-    def _appliance_frame(self, d: date, b0: int, b1: int, parts: list[dict[str, np.ndarray]]) -> pl.DataFrame:
+    def _appliance_frame(self, d: date, b0: int, b1: int,
+                         parts: list[dict[str, np.ndarray]]) -> pl.DataFrame:
         cat = {k: np.concatenate([t[k] for t in parts]) for k in parts[0]}
         return pl.DataFrame({
-            "household_id": self.ids["hh"].gather(pl.Series(cat["hh"], dtype=pl.UInt32)),
+            "household_id": self.ids.gather(pl.Series(cat["hh"], dtype=pl.UInt32)),
             "date": pl.Series([d], dtype=pl.Date).new_from_index(0, b1 - b0),
             **{f"{a}_kwh": cat[a] for a in APPLIANCES},
         })
@@ -625,6 +676,24 @@ def _uniform_block(seed: int, stream: int, d: date, lo: int, hi: int, per_househ
     return np.random.Generator(bitgen).random((hi - lo, per_household))
 
 
+def _registers(start: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """Register value at the start of each interval: start + energy of all earlier intervals."""
+    return start[:, None] + np.cumsum(units, axis=1) - units
+
+
+def _square(offset: np.ndarray, period: np.ndarray, on_minutes: np.ndarray | float,
+            j: np.ndarray) -> np.ndarray:
+    """1.0 for the first ``on_minutes`` of every ``period`` minutes of an absolute-minute cycle.
+
+    ``offset`` is the absolute minute (+ phase) of the day's first minute; reducing it modulo the
+    period first keeps numbers small, and sampling mid-minute keeps floor() away from integers.
+    """
+    start = (offset % period).astype(np.float64)
+    x = (start[:, None] + j + 0.5) * (1.0 / period)[:, None]
+    frac = x - np.floor(x)
+    return (frac < (np.asarray(on_minutes) / period)[:, None]).astype(np.float64)
+
+
 def _moving_mean(a: np.ndarray, w: int) -> np.ndarray:
     """Trailing moving average along axis 1 (the first samples average what exists so far)."""
     if w <= 1:
@@ -636,4 +705,4 @@ def _moving_mean(a: np.ndarray, w: int) -> np.ndarray:
     return out
 
 
-__all__ = ["APPLIANCES", "CLOCK_WIDTH", "DayChunk", "SimState", "Simulation", "simulate", "simulate_days"]
+__all__ = ["APPLIANCES", "DayChunk", "SimState", "Simulation", "simulate", "simulate_days"]

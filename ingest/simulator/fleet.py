@@ -69,12 +69,12 @@ def _draw_params(n: int, rng: np.random.Generator) -> HouseholdParams:
     ev_p = np.where(apartment, _by_type(t, (0.01, 0.03, 0.045, 0.0)), _by_type(t, (0.03, 0.08, 0.12, 0.02)))
     has_ev = u[6] < ev_p
     electric_heating = u[7] < np.where(apartment, 0.10, np.where(t == ELDERLY, 0.30, 0.24))
-    scale = np.exp(0.15 * z[0])  # frugal or lavish within a type
+    scale = 1.06 * np.exp(0.15 * z[0])  # frugal or lavish within a type
 
     employed = u[8] < _by_type(t, (0.85, 0.70, 0.55, 0.0))
     # presence while the earners are out: homemakers, children, retirees, home workers
     day_level = np.where(employed, 0.0, np.where(t == FAMILY, 0.5, 1.0))
-    wake = _by_type(t, (440, 430, 415, 375)) + 25 * z[1]
+    wake = _by_type(t, (450, 440, 425, 380)) + 25 * z[1]
     late_off = _by_type(t, (100, 90, 75, 15))
     sleep = _by_type(t, (1475, 1440, 1415, 1335)) + 30 * z[2]
     ret = _by_type(t, (1170, 1155, 1140, 1100)) + 35 * z[3]
@@ -107,7 +107,7 @@ def _draw_params(n: int, rng: np.random.Generator) -> HouseholdParams:
         wake_off=wake + late_off,
         sleep=sleep,
         return_t=ret,
-        standby_w=np.maximum(_by_type(t, (14, 22, 30, 17)) + _by_type(t, (3, 4, 5, 3)) * z[4], 8.0),
+        standby_w=np.maximum(_by_type(t, (16, 24, 33, 19)) + _by_type(t, (3, 4, 5, 3)) * z[4], 8.0),
         fridge_w=uni(18, 100.0, 150.0) * np.where(t == SINGLE, 0.85, 1.0),
         fridge_period=np.floor(uni(19, 20.0, 41.0)).astype(np.int64),
         fridge_duty=uni(20, 0.34, 0.40),
@@ -122,7 +122,7 @@ def _draw_params(n: int, rng: np.random.Generator) -> HouseholdParams:
         tv_p=_by_type(t, (0.55, 0.75, 0.85, 0.95)),
         pc_w=uni(30, 80.0, 250.0),
         pc_p=_by_type(t, (0.55, 0.35, 0.5, 0.05)) * (u[31] < 0.8),
-        misc_w=_by_type(t, (60, 85, 120, 50)) * uni(32, 0.7, 1.3),
+        misc_w=_by_type(t, (65, 95, 130, 55)) * uni(32, 0.7, 1.3),
         hair_p=_by_type(t, (0.6, 0.7, 0.85, 0.3)),
         breakfast_p=_by_type(t, (0.3, 0.55, 0.85, 0.9)),
         lunch_p=_by_type(t, (0.4, 0.5, 0.7, 0.85)),
@@ -135,10 +135,10 @@ def _draw_params(n: int, rng: np.random.Generator) -> HouseholdParams:
         dryer_w=uni(39, 700.0, 1000.0),
         dish_week=np.where(u[40] < _by_type(t, (0.05, 0.25, 0.4, 0.05)), uni(41, 3.0, 6.0), 0.0),
         has_ac=u[42] < _by_type(t, (0.9, 0.97, 0.98, 0.9)),
-        ac_rated=_by_type(t, (1400, 1900, 2800, 1700)) * uni(43, 0.85, 1.15),
+        ac_rated=_by_type(t, (1400, 1900, 2400, 1700)) * uni(43, 0.85, 1.15),
         ac_sp=uni(44, 24.0, 27.0),
-        ac_gate=uni(45, 27.5, 31.0) + (t == ELDERLY),
-        ac_night_p=_by_type(t, (0.35, 0.45, 0.5, 0.2)),
+        ac_gate=uni(45, 27.0, 33.0) + (t == ELDERLY),
+        ac_night_p=_by_type(t, (0.45, 0.55, 0.6, 0.3)),
         has_fridge_plug=u[46] < 0.5,
         has_washer_plug=u[47] < 0.3,
         v_off=np.clip(0.008 * z[5], -0.02, 0.02),
@@ -186,7 +186,7 @@ class Fleet:
             timezone = get_settings().domain.timezone
         zone(timezone)
         if not id_prefix or "/" in id_prefix or "+" in id_prefix or "#" in id_prefix:
-            raise ValueError(f"id_prefix must be non-empty and free of MQTT topic characters, got {id_prefix!r}")
+            raise ValueError(f"id_prefix must be non-empty, without MQTT topic characters, got {id_prefix!r}")
 
         n = int(n_households)
         p = _draw_params(n, np.random.default_rng([int(seed), 0, n]))

@@ -59,8 +59,8 @@ RANGE_FACTORS = np.array([r.range_factor for r in REGIONS])
 REGION_WEIGHTS = np.array([r.weight for r in REGIONS]) / sum(r.weight for r in REGIONS)
 
 # National monthly tables (January..December).
-#: mean daily temperature range max − min (°C), Seoul-like inland station
-DAILY_RANGE_C = (8.5, 9.3, 10.0, 10.9, 10.3, 8.7, 6.4, 6.9, 8.2, 10.0, 9.3, 8.4)
+#: mean daily temperature range max − min (°C), Seoul-like station (normals: mean max − mean min)
+DAILY_RANGE_C = (7.5, 8.0, 8.8, 9.5, 9.3, 8.3, 7.0, 7.6, 8.3, 9.4, 8.6, 7.7)
 #: standard deviation of the day-to-day (synoptic) temperature anomaly (°C): winters vary more
 ANOMALY_SD_C = (2.8, 2.7, 2.4, 2.0, 1.7, 1.5, 1.3, 1.3, 1.6, 1.9, 2.4, 2.7)
 #: mean cloud cover 0..1 (the monsoon, jangma, makes July the cloudiest month)
@@ -71,7 +71,7 @@ HUMIDITY_MEAN = (57, 56, 57, 57, 63, 69, 79, 76, 69, 64, 62, 58)
 AQI_MEAN = (70, 75, 85, 70, 60, 50, 40, 35, 35, 45, 60, 65)
 
 
-def _harmonic_fit(monthly: np.ndarray, n_harmonics: int = 3) -> np.ndarray:
+def _harmonic_fit(monthly: np.ndarray, n_harmonics: int = 5) -> np.ndarray:
     """Coefficients of a smooth annual curve through 12 monthly means (rows: monthly series)."""
     doy = 15.2 + 30.44 * np.arange(12)
     cols = [np.ones(12)]

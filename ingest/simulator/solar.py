@@ -23,7 +23,7 @@ def sun_geometry(utc_minutes: np.ndarray, lat_deg: np.ndarray, lon_deg: np.ndarr
     u = np.asarray(utc_minutes, dtype=np.float64)[None, :]
     days = u / 1440.0
     # fractional year from 2000-01-01 (10957 days after the epoch), mean Gregorian year
-    gamma = 2.0 * np.pi * (((days - 10957.0) % 365.2425)) / 365.2425
+    gamma = 2.0 * np.pi * ((days - 10957.0) % 365.2425) / 365.2425
     eqtime = 229.18 * (
         0.000075 + 0.001868 * np.cos(gamma) - 0.032077 * np.sin(gamma)
         - 0.014615 * np.cos(2 * gamma) - 0.040849 * np.sin(2 * gamma)

@@ -99,8 +99,8 @@ def daily_weather(seed: int, first: date, last: date) -> DailyWeather:
     cloud_mean = np.clip(cloud_c, 0.05, 0.95)
     logit = np.log(cloud_mean / (1 - cloud_mean))
     cloud = 1.0 / (1.0 + np.exp(-(logit[:, None] + 1.7 * c_anom)))
-    # clear days have a large diurnal range, overcast days a small one
-    half_range = 0.5 * rng_c[:, None] * RANGE_FACTORS[None, :] * (1.3 - 0.6 * cloud)
+    # clear days have a large diurnal range, overcast days a small one (mean-preserving)
+    half_range = 0.5 * rng_c[:, None] * RANGE_FACTORS[None, :] * (1.0 + 0.7 * (cloud_mean[:, None] - cloud))
     humidity = np.clip(hum_c[:, None] + 22.0 * (cloud - cloud_mean[:, None]), 25.0, 98.0)
     aqi = aqi_c[:, None] * np.exp(0.45 * q_anom - 0.1)
     wiggle = eps[_AR_TERMS - 1 :, 3 + 3 * r :].reshape(n, r, 24).transpose(0, 2, 1).reshape(n * 24, r)

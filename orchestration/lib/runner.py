@@ -55,11 +55,13 @@ def run_energy_pipeline(first_day: date, last_day: date, settings: Settings | No
     # resolved now, not at import: the profile decides the dbt target and the stores
     resources = {"stores": StoresResource(), "dbt": dbt_resource(settings)}
 
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI keeps the full log
     landing = materialize(
         assets,
         selection=[raw_energy_readings],
         instance=instance,
         resources=resources,
+        run_config=quiet,
         tags={
             "dagster/asset_partition_range_start": first_day.isoformat(),
             "dagster/asset_partition_range_end": last_day.isoformat(),
@@ -75,6 +77,7 @@ def run_energy_pipeline(first_day: date, last_day: date, settings: Settings | No
         selection=[hems_dbt_models, app_energy_usage_daily],
         instance=instance,
         resources=resources,
+        run_config=quiet,
         raise_on_error=True,
     )
     return PipelineResult(

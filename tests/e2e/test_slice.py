@@ -104,11 +104,19 @@ def test_slice_matches_ground_truth(profile_env: dict[str, str], monkeypatch: py
         for row in expected.iter_rows(named=True):
             day = served[str(row["date"])]
             assert day["total_kwh"] == pytest.approx(row["import_kwh"], rel=1e-3)
-            assert day["peak_kwh"] == pytest.approx(row["peak_import_kwh"], rel=1e-3, abs=1e-6)
-            assert day["off_peak_kwh"] == pytest.approx(row["off_peak_import_kwh"], rel=1e-3, abs=1e-6)
+            assert day["peak_kwh"] == pytest.approx(row["import_peak_kwh"], rel=1e-3, abs=1e-6)
+            assert day["off_peak_kwh"] == pytest.approx(row["import_off_peak_kwh"], rel=1e-3, abs=1e-6)
             checked += 1
         assert body["totals"]["total_kwh"] == pytest.approx(expected["import_kwh"].sum(), rel=1e-3)
     assert checked == HOUSEHOLDS * DAYS
+
+    if settings.profile.value == "stack":
+        # the runs live in the Dagster PostgreSQL database (dagster-postgres via dagster.yaml)
+        import psycopg
+
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{settings.postgres.dagster_database}") as con:
+            (runs,) = con.execute("SELECT count(*) FROM runs WHERE status = 'SUCCESS'").fetchone()  # type: ignore[misc]
+        assert runs >= 2
 
     # a second demo run finds the data built and does not simulate again
     again = _run_demo(profile_env)

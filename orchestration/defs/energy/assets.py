@@ -82,8 +82,12 @@ class HemsDbtTranslator(DagsterDbtTranslator):
 
 @dbt_assets(manifest=manifest_path(), dagster_dbt_translator=HemsDbtTranslator())
 def hems_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):  # noqa: ANN201 - event stream
-    """Build and test every dbt model (staging → intermediate → marts)."""
-    yield from dbt.cli(["build"], context=context).stream().fetch_row_counts()
+    """Build and test every dbt model (staging → intermediate → marts).
+
+    Row counts are not fetched through dagster-dbt: that opens the DuckDB file from this process
+    with another configuration and then holds it, which would lock the publish step out.
+    """
+    yield from dbt.cli(["build"], context=context).stream()
 
 
 @asset(
