@@ -29,7 +29,9 @@ from hems.errors import HemsError
 from hems.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 
 app = typer.Typer(help="HEMS data platform", no_args_is_help=True, add_completion=False)
-services_app = typer.Typer(help="Stack services: PostgreSQL, Redis, Mosquitto, InfluxDB", no_args_is_help=True)
+services_app = typer.Typer(
+    help="Stack services: PostgreSQL, Redis, Mosquitto, InfluxDB", no_args_is_help=True
+)
 app.add_typer(services_app, name="services")
 console = Console()
 err = Console(stderr=True)
@@ -65,9 +67,13 @@ def config() -> None:
 def simulate(
     households: Annotated[int, typer.Option(min=1, help="number of households")] = 20,
     days: Annotated[int, typer.Option(min=1, help="number of local days")] = 14,
-    start: Annotated[str | None, typer.Option(help="first local day YYYY-MM-DD (default: ends yesterday)")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="first local day YYYY-MM-DD (default: ends yesterday)")
+    ] = None,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same data)")] = 42,
-    live: Annotated[bool, typer.Option(help="publish live readings over MQTT instead of bulk history")] = False,
+    live: Annotated[
+        bool, typer.Option(help="publish live readings over MQTT instead of bulk history")
+    ] = False,
     duration: Annotated[float, typer.Option(min=1, help="--live: seconds to publish")] = 60.0,
     speed: Annotated[float, typer.Option(min=1, help="--live: simulated seconds per real second")] = 60.0,
 ) -> None:
@@ -78,7 +84,9 @@ def simulate(
         from ingest.simulator.live import publish_live
 
         fleet = Fleet.generate(n_households=households, seed=seed, timezone=settings.domain.timezone)
-        console.print(f"publishing {households} households to mqtt://{settings.mqtt.host}:{settings.mqtt.port}")
+        console.print(
+            f"publishing {households} households to mqtt://{settings.mqtt.host}:{settings.mqtt.port}"
+        )
         stats = publish_live(fleet, settings.mqtt, duration_s=duration, speed=speed)
         console.print(f"published: {stats}")
         return
@@ -91,7 +99,7 @@ def simulate(
     )
 
 
-def _simulate_history(settings: Settings, households: int, days: int, first: date, seed: int):  # noqa: ANN202
+def _simulate_history(settings: Settings, households: int, days: int, first: date, seed: int):
     from ingest.history import simulate_history
 
     with _progress() as progress:
@@ -122,12 +130,13 @@ def pipeline(
     with console.status("running the energy pipeline (landing → dbt → publish)"):
         result = run_energy_pipeline(first, last, get_settings())
     console.print(
-        f"landed {result.landed_rows:,} readings over {result.landed_partitions} days; runs {', '.join(result.run_ids)}"
+        f"landed {result.landed_rows:,} readings over {result.landed_partitions} days; "
+        f"runs {', '.join(result.run_ids)}"
     )
 
 
 # --- stack services -------------------------------------------------------------------------
-def _services_table(rows) -> Table:  # noqa: ANN001
+def _services_table(rows) -> Table:
     table = Table("service", "address", "state", "detail")
     for s in rows:
         table.add_row(s.name, s.address, s.state, s.detail or "")
@@ -165,32 +174,66 @@ def _ui_commands(settings: Settings) -> dict[str, tuple[list[str], int, str]]:
     mlflow_dir = settings.mlflow_dir
     return {
         "api": (
-            [py, "-m", "uvicorn", "serving.main:app", "--host", settings.api.host, "--port", str(settings.api.port)],
+            [
+                py,
+                "-m",
+                "uvicorn",
+                "serving.main:app",
+                "--host",
+                settings.api.host,
+                "--port",
+                str(settings.api.port),
+            ],
             settings.api.port,
             "/docs",
         ),
         "dashboards": (
             [
-                py, "-m", "streamlit", "run", str(PROJECT_ROOT / "dashboards" / "streamlit_app.py"),
-                "--server.port", str(settings.ui.dashboards), "--server.address", "127.0.0.1",
-                "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                py,
+                "-m",
+                "streamlit",
+                "run",
+                str(PROJECT_ROOT / "dashboards" / "streamlit_app.py"),
+                "--server.port",
+                str(settings.ui.dashboards),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
             ],
             settings.ui.dashboards,
             "/",
         ),
         "dagster": (
             [
-                str(bin_dir / "dagster"), "dev", "-m", "orchestration.definitions",
-                "-h", "127.0.0.1", "-p", str(settings.ui.dagster),
+                str(bin_dir / "dagster"),
+                "dev",
+                "-m",
+                "orchestration.definitions",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(settings.ui.dagster),
             ],
             settings.ui.dagster,
             "/",
         ),
         "mlflow": (
             [
-                str(bin_dir / "mlflow"), "server", "--backend-store-uri", settings.mlflow_tracking_uri,
-                "--artifacts-destination", str(mlflow_dir / "artifacts"),
-                "--host", "127.0.0.1", "--port", str(settings.ui.mlflow), "--workers", "1",
+                str(bin_dir / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                settings.mlflow_tracking_uri,
+                "--artifacts-destination",
+                str(mlflow_dir / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(settings.ui.mlflow),
+                "--workers",
+                "1",
             ],
             settings.ui.mlflow,
             "/",
@@ -216,7 +259,9 @@ def _serve(names: list[str], settings: Settings) -> None:
     commands = _ui_commands(settings)
     busy = [f"{n} port {commands[n][1]}" for n in names if _port_open(commands[n][1])]
     if busy:
-        raise HemsError(f"already in use: {', '.join(busy)}; stop what runs there or set HEMS_UI__* / HEMS_API__PORT")
+        raise HemsError(
+            f"already in use: {', '.join(busy)}; stop what runs there or set HEMS_UI__* / HEMS_API__PORT"
+        )
     logs = settings.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen] = {}
@@ -224,7 +269,9 @@ def _serve(names: list[str], settings: Settings) -> None:
         for name in names:
             cmd, _port, _path = commands[name]
             log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
-            procs[name] = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
+            procs[name] = subprocess.Popen(
+                cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+            )
         deadline = time.monotonic() + 120
         pending = set(names)
         with console.status("starting " + ", ".join(names)):
@@ -238,7 +285,12 @@ def _serve(names: list[str], settings: Settings) -> None:
         if pending:
             raise HemsError(f"{', '.join(sorted(pending))} did not answer within 120 s; see {logs}")
         table = Table("UI", "URL", "for")
-        purpose = {"api": "apps (OpenAPI)", "dashboards": "analysts", "dagster": "data engineers", "mlflow": "ML engineers"}
+        purpose = {
+            "api": "apps (OpenAPI)",
+            "dashboards": "analysts",
+            "dagster": "data engineers",
+            "mlflow": "ML engineers",
+        }
         for name in names:
             table.add_row(name, f"http://127.0.0.1:{commands[name][1]}{commands[name][2]}", purpose[name])
         console.print(table)
@@ -287,10 +339,14 @@ def mlflow() -> None:
 # --- demo -----------------------------------------------------------------------------------
 @app.command()
 def demo(
-    households: Annotated[int | None, typer.Option(min=1, help="households (default HEMS_DEMO__HOUSEHOLDS)")] = None,
+    households: Annotated[
+        int | None, typer.Option(min=1, help="households (default HEMS_DEMO__HOUSEHOLDS)")
+    ] = None,
     days: Annotated[int | None, typer.Option(min=1, help="days (default HEMS_DEMO__DAYS)")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed")] = None,
-    serve_uis: Annotated[bool, typer.Option("--serve/--no-serve", help="start the UIs after the pipeline")] = True,
+    serve_uis: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="start the UIs after the pipeline")
+    ] = True,
     reset: Annotated[bool, typer.Option(help="delete earlier demo data first")] = False,
 ) -> None:
     """Simulate a fleet, run every asset, then start Dagster, the API, the dashboards and MLflow."""
@@ -301,15 +357,25 @@ def demo(
     first = _default_start(settings, d)
     last = first + timedelta(days=d - 1)
     marker = settings.data_dir / "demo.json"
-    wanted = {"profile": settings.profile.value, "households": n, "days": d, "seed": s, "first_day": first.isoformat()}
+    wanted = {
+        "profile": settings.profile.value,
+        "households": n,
+        "days": d,
+        "seed": s,
+        "first_day": first.isoformat(),
+    }
     if reset:
         _reset_demo(settings)
     started = time.monotonic()
     if marker.exists() and json.loads(marker.read_text()) == wanted:
-        console.print(f"demo data for {n} households × {d} days already built ({marker}); use --reset to rebuild")
+        console.print(
+            f"demo data for {n} households × {d} days already built ({marker}); use --reset to rebuild"
+        )
     else:
         summary = _simulate_history(settings, n, d, first, s)
-        console.print(f"simulated {summary.readings:,} points; ground truth {summary.truth_import_kwh:,.1f} kWh")
+        console.print(
+            f"simulated {summary.readings:,} points; ground truth {summary.truth_import_kwh:,.1f} kWh"
+        )
         from orchestration.lib.runner import run_energy_pipeline
 
         with console.status("running the energy pipeline in Dagster (landing → dbt build → publish)"):

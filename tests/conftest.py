@@ -15,6 +15,7 @@ import pytest
 from hems.settings import Profile, Settings
 from tests.support import require_service, unique_name
 
+
 @pytest.fixture
 def local_settings(tmp_path: Path) -> Settings:
     """Embedded-profile settings rooted in a fresh temporary data directory."""

@@ -82,7 +82,7 @@ class ParquetRawStore(RawStore):
             params[f"w{i}"] = list(values)
         sql = f"""
             SELECT {cols} FROM read_parquet($files, filename = true, union_by_name = true)
-            WHERE {' AND '.join(conditions)}
+            WHERE {" AND ".join(conditions)}
             QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY filename DESC) = 1
         """
         params["files"] = files

@@ -61,8 +61,10 @@ class RawStore(ABC):
         if missing:
             raise ValueError(f"{measurement}: frame lacks columns {missing}")
         frame = frame.select(
-            [pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
-             for c, t in m.schema.items()]
+            [
+                pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
+                for c, t in m.schema.items()
+            ]
         ).filter(pl.col("ts").is_not_null())
         if frame.is_empty():
             return 0
@@ -81,8 +83,10 @@ class RawStore(ABC):
         m = _measurement(measurement)
         out = self._query(m, start, end, where)
         out = out.select(
-            [pl.col(c).cast(t) if c in out.columns else pl.lit(None, dtype=t).alias(c)
-             for c, t in m.schema.items()]
+            [
+                pl.col(c).cast(t) if c in out.columns else pl.lit(None, dtype=t).alias(c)
+                for c, t in m.schema.items()
+            ]
         )
         return out.sort([*m.tags, "ts"])
 
@@ -92,7 +96,9 @@ class RawStore(ABC):
     def read_readings(
         self, start: datetime, end: datetime, household_ids: Sequence[str] | None = None
     ) -> pl.DataFrame:
-        where = {"household_id": list(household_ids)} if household_ids is not None else None
+        where: dict[str, Sequence[str]] | None = (
+            {"household_id": list(household_ids)} if household_ids is not None else None
+        )
         parts = [
             measurement_to_readings(m.name, self.query(m.name, start, end, where))
             for m in (ENERGY_CONSUMPTION, ENVIRONMENTAL_DATA)
@@ -110,7 +116,7 @@ def _measurement(name: str) -> Measurement:
         raise ValueError(f"unknown measurement {name!r}; known: {sorted(MEASUREMENTS)}") from None
 
 
-def get_raw_store(settings=None) -> RawStore:  # noqa: ANN001 - Settings, imported lazily
+def get_raw_store(settings=None) -> RawStore:
     """The raw store of the configured profile."""
     from hems.settings import Profile, get_settings
 

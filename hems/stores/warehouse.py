@@ -106,7 +106,8 @@ class DuckDBWarehouse(Warehouse):
     def query(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
         if not self.snapshot_path.exists():
             raise HemsError(
-                f"no warehouse snapshot at {self.snapshot_path} yet: run the pipeline (`hems demo --no-serve`)"
+                f"no warehouse snapshot at {self.snapshot_path} yet: "
+                "run the pipeline (`hems demo --no-serve`)"
             )
         with duckdb.connect(str(self.snapshot_path), read_only=True) as con:
             con.execute("SET TimeZone = 'UTC'")
@@ -123,7 +124,7 @@ class PostgresWarehouse(Warehouse):
     def __init__(self, conninfo: str, address: str) -> None:
         self.conninfo, self.address = conninfo, address
 
-    def _connect(self):  # noqa: ANN202 - psycopg.Connection
+    def _connect(self):
         import psycopg
 
         try:
@@ -148,11 +149,11 @@ class PostgresWarehouse(Warehouse):
                     energy_export_kwh DOUBLE PRECISION, voltage DOUBLE PRECISION, current DOUBLE PRECISION,
                     power_factor DOUBLE PRECISION, solar_generation DOUBLE PRECISION)"""
             )
-            cur.execute(
-                f"CREATE INDEX IF NOT EXISTS energy_readings_ts_idx ON {RAW_READINGS_TABLE} (ts)"
-            )
+            cur.execute(f"CREATE INDEX IF NOT EXISTS energy_readings_ts_idx ON {RAW_READINGS_TABLE} (ts)")
             cur.execute(f"DELETE FROM {RAW_READINGS_TABLE} WHERE ts >= %s AND ts < %s", (start, end))
-            with cur.copy(f"COPY {RAW_READINGS_TABLE} ({', '.join(_RAW_COLUMNS)}) FROM STDIN (FORMAT csv)") as cp:
+            with cur.copy(
+                f"COPY {RAW_READINGS_TABLE} ({', '.join(_RAW_COLUMNS)}) FROM STDIN (FORMAT csv)"
+            ) as cp:
                 cp.write(buf.getvalue())
         return frame.height
 
@@ -175,7 +176,7 @@ def _pg_params(sql: str) -> str:
     return re.sub(r"\$([A-Za-z_]\w*)", r"%(\1)s", sql.replace("%", "%%"))
 
 
-def get_warehouse(settings=None) -> Warehouse:  # noqa: ANN001
+def get_warehouse(settings=None) -> Warehouse:
     from hems.settings import Profile, get_settings
 
     settings = settings or get_settings()

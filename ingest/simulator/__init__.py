@@ -10,7 +10,15 @@ weather.  Bulk runs go through :func:`simulate_days`; live MQTT publishing is in
         chunk.readings, chunk.truth, chunk.weather
 """
 
-from ingest.simulator.engine import APPLIANCES, DayChunk, SimState, Simulation, simulate, simulate_days
+from ingest.simulator.engine import (
+    APPLIANCES,
+    TRUTH_SCHEMA,
+    DayChunk,
+    SimState,
+    Simulation,
+    simulate,
+    simulate_days,
+)
 from ingest.simulator.fleet import HOUSEHOLD_TYPES, Fleet
 from ingest.simulator.regions import REGION_NAMES, REGIONS
 
@@ -19,6 +27,7 @@ __all__ = [
     "HOUSEHOLD_TYPES",
     "REGIONS",
     "REGION_NAMES",
+    "TRUTH_SCHEMA",
     "DayChunk",
     "Fleet",
     "SimState",

@@ -4,7 +4,9 @@ Register convention (the warehouse and the end-to-end test rely on it): minute `
 covers ``[ts_i, ts_i + 1 min)`` and carries energy ``power_i / 60000`` kWh; the register reported
 at ``ts_i`` counts everything strictly before ``ts_i``.  A run of D days emits D·1440/freq
 intervals per device and one extra boundary reading of every register at the local midnight after
-the last day, so each day's total is ``R(next midnight) − R(midnight)``.
+the last day, so each day's total is ``R(next midnight) − R(midnight)``.  With ``freq_minutes`` f > 1
+a reading covers ``[ts, ts + f min)``: ``power_w`` is that interval's mean net import power and the
+register convention is unchanged (the model itself always runs at one minute).
 
 Minute energies are quantized to 2^-30 kWh and registers are integer multiples of that quantum,
 so register deltas equal the ground truth exactly, and continuing from a returned state gives
@@ -50,8 +52,10 @@ _PF = {
 _PF_EXTRA = {k: 1.0 / v - 1.0 for k, v in _PF.items()}
 _PF_EXTRA_COMPONENTS = ("lighting", "entertainment", "washer", "dryer", "cooling", "other")
 _W_PER_UNIT = 60000.0 / UNITS_PER_KWH  # watts of one quantum per minute
-_BLOCK = 128  # households per internal block: bounds intermediate arrays (~2 MB each)
-_TRUTH_SCHEMA = {
+_BLOCK = 64  # households per internal block: keeps intermediate arrays around 1 MB (cache-friendly)
+#: ground truth per household and local day; import is split by the TOU band of each minute's
+#: local start hour: off-peak 22–08, mid 08–16, peak 16–22
+TRUTH_SCHEMA: dict[str, pl.DataType] = {
     "household_id": pl.String(), "date": pl.Date(), "import_kwh": pl.Float64(),
     "export_kwh": pl.Float64(), "load_kwh": pl.Float64(), "pv_kwh": pl.Float64(),
     "import_off_peak_kwh": pl.Float64(), "import_mid_kwh": pl.Float64(), "import_peak_kwh": pl.Float64(),
@@ -120,8 +124,10 @@ class DayChunk:
     """One local day (or one household batch of it).
 
     ``readings`` are canonical readings ordered by device type, household and time; the chunk of
-    the last day also holds the boundary register readings at the following midnight.  ``state``
-    continues the run (set on the chunk that completes a day, None on earlier batches of it).
+    the last day also holds the boundary register readings at the following midnight.  ``truth``
+    follows :data:`TRUTH_SCHEMA`; ``appliances`` is the kWh per appliance group (``APPLIANCES``);
+    ``weather`` is hourly per region (:data:`hems.contracts.WEATHER`, only on a day's first batch).
+    ``state`` continues the run (set on the chunk that completes a day, None on earlier batches).
     """
 
     day: date
@@ -361,7 +367,7 @@ class _Run:
                     self.progress(done, total)
                 yield chunk
 
-    def _block(self, d: date, lo: int, hi: int, last_day: bool):  # noqa: ANN202 - internal tuple
+    def _block(self, d: date, lo: int, hi: int, last_day: bool):
         """Everything of one block of households for day ``d`` (independent of other blocks)."""
         parts = {k: _Part() for k in self.id_frames}
         prev = self.spill_of(d - timedelta(days=1), lo, hi)
@@ -631,7 +637,7 @@ class _Run:
             "import_kwh": cat["import"], "export_kwh": cat["export"], "load_kwh": cat["load"],
             "pv_kwh": cat["pv"], "import_off_peak_kwh": cat["off"], "import_mid_kwh": cat["mid"],
             "import_peak_kwh": cat["peak"],
-        }, schema=_TRUTH_SCHEMA)
+        }, schema=TRUTH_SCHEMA)
 
     def _appliance_frame(self, d: date, b0: int, b1: int,
                          parts: list[dict[str, np.ndarray]]) -> pl.DataFrame:
@@ -705,4 +711,4 @@ def _moving_mean(a: np.ndarray, w: int) -> np.ndarray:
     return out
 
 
-__all__ = ["APPLIANCES", "DayChunk", "SimState", "Simulation", "simulate", "simulate_days"]
+__all__ = ["APPLIANCES", "TRUTH_SCHEMA", "DayChunk", "SimState", "Simulation", "simulate", "simulate_days"]

@@ -46,7 +46,6 @@ def run_energy_pipeline(first_day: date, last_day: date, settings: Settings | No
     from dagster import DagsterInstance, materialize
 
     from orchestration.definitions import defs
-
     from orchestration.defs.energy.assets import app_energy_usage_daily, hems_dbt_models, raw_energy_readings
     from orchestration.defs.energy.resources import StoresResource, dbt_resource
 

@@ -24,7 +24,17 @@ HOUSEHOLDS, DAYS = 4, 3
 
 def _run_demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "hems.cli", "demo", "--no-serve", "--households", str(HOUSEHOLDS), "--days", str(DAYS)],
+        [
+            sys.executable,
+            "-m",
+            "hems.cli",
+            "demo",
+            "--no-serve",
+            "--households",
+            str(HOUSEHOLDS),
+            "--days",
+            str(DAYS),
+        ],
         cwd=PROJECT_ROOT,
         env={**os.environ, **env, "COLUMNS": "200"},
         capture_output=True,
@@ -60,7 +70,9 @@ def profile_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict
         with psycopg.connect(admin, autocommit=True) as con:
             for name in names.values():
                 con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        httpx.post("http://127.0.0.1:8086/query", params={"q": f'DROP DATABASE "{env["HEMS_INFLUX__DATABASE"]}"'})
+        httpx.post(
+            "http://127.0.0.1:8086/query", params={"q": f'DROP DATABASE "{env["HEMS_INFLUX__DATABASE"]}"'}
+        )
         import redis
 
         client = redis.Redis()
@@ -114,7 +126,9 @@ def test_slice_matches_ground_truth(profile_env: dict[str, str], monkeypatch: py
         # the runs live in the Dagster PostgreSQL database (dagster-postgres via dagster.yaml)
         import psycopg
 
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{settings.postgres.dagster_database}") as con:
+        with psycopg.connect(
+            f"postgresql://postgres@127.0.0.1:5432/{settings.postgres.dagster_database}"
+        ) as con:
             (runs,) = con.execute("SELECT count(*) FROM runs WHERE status = 'SUCCESS'").fetchone()  # type: ignore[misc]
         assert runs >= 2
 
@@ -127,5 +141,7 @@ def test_slice_matches_ground_truth(profile_env: dict[str, str], monkeypatch: py
     page = AppTest.from_file(str(PROJECT_ROOT / "dashboards" / "streamlit_app.py"), default_timeout=60).run()
     assert not page.exception
     energy = next(m for m in page.metric if m.label == "Energy")
-    assert float(energy.value.replace(",", "").split()[0]) == pytest.approx(truth["import_kwh"].sum(), rel=1e-3)
+    assert float(energy.value.replace(",", "").split()[0]) == pytest.approx(
+        truth["import_kwh"].sum(), rel=1e-3
+    )
     get_settings.cache_clear()

@@ -62,7 +62,9 @@ def test_wrong_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_secrets_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = _fresh(monkeypatch, HEMS_POSTGRES__PASSWORD="hunter2-secret", HEMS_REDIS__PASSWORD="r3dis-secret")
+    settings = _fresh(
+        monkeypatch, HEMS_POSTGRES__PASSWORD="hunter2-secret", HEMS_REDIS__PASSWORD="r3dis-secret"
+    )
     assert "hunter2-secret" not in repr(settings)
     assert "hunter2-secret" not in settings.model_dump_json()
     assert "r3dis-secret" not in str(settings.model_dump())

@@ -19,8 +19,13 @@ def test_definitions_load_with_lineage_from_raw_to_app_database() -> None:
         "app_energy_usage_daily",
     }
     # lineage: the dbt staging model reads the landed raw readings; publishing reads the mart
-    assert AssetKey("raw_energy_readings") in graph.get(AssetKey(["staging", "stg_raw__energy_readings"])).parent_keys
-    assert AssetKey(["marts", "energy_usage_daily"]) in graph.get(AssetKey("app_energy_usage_daily")).parent_keys
+    assert (
+        AssetKey("raw_energy_readings")
+        in graph.get(AssetKey(["staging", "stg_raw__energy_readings"])).parent_keys
+    )
+    assert (
+        AssetKey(["marts", "energy_usage_daily"]) in graph.get(AssetKey("app_energy_usage_daily")).parent_keys
+    )
 
     raw = graph.get(AssetKey("raw_energy_readings"))
     assert raw.partitions_def is not None

@@ -66,7 +66,9 @@ def client(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
 
 
 def test_history_totals_and_today(client: TestClient) -> None:
-    r = client.get("/dashboard/energy", params={"household_id": "hh-1", "start": "2025-07-03", "end": "2025-07-05"})
+    r = client.get(
+        "/dashboard/energy", params={"household_id": "hh-1", "start": "2025-07-03", "end": "2025-07-05"}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert [d["date"] for d in body["daily"]] == ["2025-07-03", "2025-07-04", "2025-07-05"]

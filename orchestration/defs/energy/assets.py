@@ -3,7 +3,6 @@
 Lineage in the Dagster UI runs from the raw store to ``energy_usage_daily`` as the API serves it.
 """
 
-
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -81,7 +80,7 @@ class HemsDbtTranslator(DagsterDbtTranslator):
 
 
 @dbt_assets(manifest=manifest_path(), dagster_dbt_translator=HemsDbtTranslator())
-def hems_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):  # noqa: ANN201 - event stream
+def hems_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):
     """Build and test every dbt model (staging → intermediate → marts).
 
     Row counts are not fetched through dagster-dbt: that opens the DuckDB file from this process

@@ -3,7 +3,6 @@
 Nightly (local time): land yesterday's readings in full, then rebuild marts and publish them.
 """
 
-
 from datetime import datetime, timedelta
 
 from dagster import (

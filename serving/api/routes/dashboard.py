@@ -146,7 +146,10 @@ def _today_so_far(household_id: str, tz: ZoneInfo, today: date, raw: RawStore, c
         return TodaySoFar.model_validate(cached)
     midnight = datetime.combine(today, time(0), tz)
     frame = raw.query(
-        ENERGY_CONSUMPTION.name, midnight, midnight + timedelta(days=1), where={"household_id": [household_id]}
+        ENERGY_CONSUMPTION.name,
+        midnight,
+        midnight + timedelta(days=1),
+        where={"household_id": [household_id]},
     )
     meter = frame.filter(frame["device_type"] == DeviceType.smart_meter.value).drop_nulls("energy_import_kwh")
     result = TodaySoFar(date=today, import_kwh=None, latest_power_w=None, as_of=None)

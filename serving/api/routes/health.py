@@ -44,4 +44,6 @@ def ready(
     check("raw_store", raw.ping)
     check("cache", cache.ping)
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
+    return JSONResponse(
+        {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+    )

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import polars as pl
@@ -29,12 +28,15 @@ def _frame(day: datetime, n: int = 10, offset: float = 0.0) -> pl.DataFrame:
             "energy_import_kwh": [1.0 + i / 100 for i in range(n)],
         }
     ).with_columns(
-        *[pl.lit(None, dtype=pl.Float64).alias(c) for c in ("energy_export_kwh", "voltage", "current", "power_factor", "solar_generation")],
+        *[
+            pl.lit(None, dtype=pl.Float64).alias(c)
+            for c in ("energy_export_kwh", "voltage", "current", "power_factor", "solar_generation")
+        ],
         pl.col("ts").cast(pl.Datetime("ms", "UTC")),
     )
 
 
-def _count(wh, day: datetime) -> int:  # noqa: ANN001
+def _count(wh, day: datetime) -> int:
     return int(
         wh.query(
             "SELECT count(*) AS n FROM raw.energy_readings WHERE ts >= $a AND ts < $b",
@@ -43,7 +45,7 @@ def _count(wh, day: datetime) -> int:  # noqa: ANN001
     )
 
 
-def _both(wh) -> None:  # noqa: ANN001
+def _both(wh) -> None:
     wh.land_readings(_frame(DAY), DAY, DAY + timedelta(days=1))
     wh.land_readings(_frame(DAY + timedelta(days=1), n=5), DAY + timedelta(days=1), DAY + timedelta(days=2))
     # re-landing a day replaces it (and leaves the other day alone)
@@ -51,7 +53,10 @@ def _both(wh) -> None:  # noqa: ANN001
     wh.publish_snapshot()
     assert _count(wh, DAY) == 7
     assert _count(wh, DAY + timedelta(days=1)) == 5
-    power = wh.query("SELECT max(power_consumption) AS p FROM raw.energy_readings WHERE ts < $b", {"b": DAY + timedelta(days=1)})
+    power = wh.query(
+        "SELECT max(power_consumption) AS p FROM raw.energy_readings WHERE ts < $b",
+        {"b": DAY + timedelta(days=1)},
+    )
     assert power["p"][0] == pytest.approx(150.0)
 
 
@@ -95,5 +100,7 @@ def test_postgres_unreachable_is_one_line() -> None:
     from hems.errors import ServiceUnavailable
 
     wh = PostgresWarehouse("postgresql://postgres@127.0.0.1:1/nowhere", "127.0.0.1:1/nowhere")
-    with pytest.raises(ServiceUnavailable, match=r"PostgreSQL \(warehouse\) is not reachable at 127.0.0.1:1/nowhere"):
+    with pytest.raises(
+        ServiceUnavailable, match=r"PostgreSQL \(warehouse\) is not reachable at 127.0.0.1:1/nowhere"
+    ):
         wh.query("SELECT 1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from hems.contracts import READING_SCHEMA, WEATHER
-from ingest.simulator import APPLIANCES, Fleet, simulate, simulate_days
+from ingest.simulator import APPLIANCES, Fleet, SimState, simulate, simulate_days
 from ingest.simulator.calendar import day_grid, is_day_off
 from ingest.simulator.weather import daily_weather, minute_weather
 
@@ -193,7 +194,8 @@ def test_chunking_and_batching_do_not_change_results():
     fleet = Fleet.generate(20, seed=5)
     whole = simulate(fleet, date(2025, 3, 28), 6, freq_minutes=5)
     first = simulate(fleet, date(2025, 3, 28), 3, freq_minutes=5)
-    second = simulate(fleet, None, 3, freq_minutes=5, state=first.state)
+    saved = json.loads(json.dumps(first.state.to_dict()))  # a pipeline may persist it between runs
+    second = simulate(fleet, None, 3, freq_minutes=5, state=SimState.from_dict(saved))
     assert first.state.next_date == date(2025, 3, 31)
     # the boundary reading of the first run is exactly the first reading of the second
     joined = pl.concat([first.readings, second.readings])
