@@ -29,8 +29,16 @@ SLEEP_SPLIT = 300
 CLOCK_WIDTH = 1440 + SPILL + 60
 
 BEHAVIOR_COMPONENTS = (
-    "lighting", "cooking", "entertainment", "washer", "dryer", "dishwasher",
-    "cooling", "heating", "ev", "other",
+    "lighting",
+    "cooking",
+    "entertainment",
+    "washer",
+    "dryer",
+    "dishwasher",
+    "cooling",
+    "heating",
+    "ev",
+    "other",
 )
 
 
@@ -258,8 +266,9 @@ def render_behavior(
     ev_start = np.maximum(back_home, 1020.0) + 60 * u[51]
     sessions.add(ac_day, ev_start, ev_start + np.clip(300 + 55 * excess + 60 * z[14], 60, 560), 1.0)
     day_start = 780 + 60 * z[15]
-    sessions.add(ac_day & ~workday_out & (u[52] < 0.8), day_start,
-                 day_start + np.clip(150 + 45 * excess, 0, 330), 1.0)
+    sessions.add(
+        ac_day & ~workday_out & (u[52] < 0.8), day_start, day_start + np.clip(150 + 45 * excess, 0, 330), 1.0
+    )
     night = ac_day & (u[48] < p.ac_night_p)
     # sleep timer of 1-4 hours; a quarter of AC nights run until morning
     timer_end = sleep + np.where(u[49] < 0.25, 600.0, 60.0 + 180.0 * u[50])
@@ -280,7 +289,7 @@ def render_behavior(
     # the heating season (a cool June morning does not switch the heating on)
     heating = np.zeros_like(presence)
     coldest = np.minimum(t_out.min(axis=1), t_lag.min(axis=1))
-    may_heat = (p.electric_heating & (coldest < p.heat_sp) & (t_mean < 16.0))
+    may_heat = p.electric_heating & (coldest < p.heat_sp) & (t_mean < 16.0)
     may_heat |= p.has_mat & (coldest < 10.0) & (t_mean < 13.0)
     rows = np.flatnonzero(home & may_heat)
     if rows.size:

@@ -40,14 +40,30 @@ from ingest.simulator.weather import DailyWeather, daily_weather, minute_weather
 
 #: appliance columns of the per-day breakdown (washer and dryer are reported together as laundry)
 APPLIANCES = (
-    "standby", "refrigerator", "lighting", "cooking", "entertainment", "laundry", "dishwasher",
-    "cooling", "heating", "ev", "other",
+    "standby",
+    "refrigerator",
+    "lighting",
+    "cooking",
+    "entertainment",
+    "laundry",
+    "dishwasher",
+    "cooling",
+    "heating",
+    "ev",
+    "other",
 )
 #: power factor of loads that are not near-resistive (cooking, heating, EV, dishwasher ≈ 1):
 #: motors lower, switch-mode standby supplies lowest; apparent power adds P·(1/pf − 1) per load
 _PF = {
-    "standby": 0.60, "refrigerator": 0.80, "other_base": 0.90, "lighting": 0.92, "entertainment": 0.93,
-    "washer": 0.75, "dryer": 0.90, "cooling": 0.95, "other": 0.88,
+    "standby": 0.60,
+    "refrigerator": 0.80,
+    "other_base": 0.90,
+    "lighting": 0.92,
+    "entertainment": 0.93,
+    "washer": 0.75,
+    "dryer": 0.90,
+    "cooling": 0.95,
+    "other": 0.88,
 }
 _PF_EXTRA = {k: 1.0 / v - 1.0 for k, v in _PF.items()}
 _PF_EXTRA_COMPONENTS = ("lighting", "entertainment", "washer", "dryer", "cooling", "other")
@@ -56,9 +72,15 @@ _BLOCK = 64  # households per internal block: keeps intermediate arrays around 1
 #: ground truth per household and local day; import is split by the TOU band of each minute's
 #: local start hour: off-peak 22–08, mid 08–16, peak 16–22
 TRUTH_SCHEMA: dict[str, pl.DataType] = {
-    "household_id": pl.String(), "date": pl.Date(), "import_kwh": pl.Float64(),
-    "export_kwh": pl.Float64(), "load_kwh": pl.Float64(), "pv_kwh": pl.Float64(),
-    "import_off_peak_kwh": pl.Float64(), "import_mid_kwh": pl.Float64(), "import_peak_kwh": pl.Float64(),
+    "household_id": pl.String(),
+    "date": pl.Date(),
+    "import_kwh": pl.Float64(),
+    "export_kwh": pl.Float64(),
+    "load_kwh": pl.Float64(),
+    "pv_kwh": pl.Float64(),
+    "import_off_peak_kwh": pl.Float64(),
+    "import_mid_kwh": pl.Float64(),
+    "import_peak_kwh": pl.Float64(),
 }
 
 
@@ -85,18 +107,35 @@ class SimState:
         def units(kwh: np.ndarray) -> np.ndarray:
             return np.rint(kwh * UNITS_PER_KWH).astype(np.int64)
 
-        return cls(start, fleet.seed, fleet.timezone, fleet.n_households, units(p.meter_import0),
-                   units(p.meter_export0), units(p.fridge_plug0), units(p.washer_plug0))
+        return cls(
+            start,
+            fleet.seed,
+            fleet.timezone,
+            fleet.n_households,
+            units(p.meter_import0),
+            units(p.meter_export0),
+            units(p.fridge_plug0),
+            units(p.washer_plug0),
+        )
 
     def copy(self, next_date: date | None = None) -> SimState:
-        return SimState(next_date or self.next_date, self.seed, self.timezone, self.n_households,
-                        self.meter_import.copy(), self.meter_export.copy(), self.fridge_plug.copy(),
-                        self.washer_plug.copy())
+        return SimState(
+            next_date or self.next_date,
+            self.seed,
+            self.timezone,
+            self.n_households,
+            self.meter_import.copy(),
+            self.meter_export.copy(),
+            self.fridge_plug.copy(),
+            self.washer_plug.copy(),
+        )
 
     def to_dict(self) -> dict:
         """A JSON-serializable form, so a pipeline can persist the state between runs/partitions."""
         return {
-            "next_date": self.next_date.isoformat(), "seed": self.seed, "timezone": self.timezone,
+            "next_date": self.next_date.isoformat(),
+            "seed": self.seed,
+            "timezone": self.timezone,
             "n_households": self.n_households,
             **{k: getattr(self, k).tolist() for k in _REGISTERS},
         }
@@ -104,19 +143,26 @@ class SimState:
     @classmethod
     def from_dict(cls, data: dict) -> SimState:
         arrays = {k: np.asarray(data[k], dtype=np.int64) for k in _REGISTERS}
-        return cls(date.fromisoformat(data["next_date"]), int(data["seed"]), str(data["timezone"]),
-                   int(data["n_households"]), **arrays)
+        return cls(
+            date.fromisoformat(data["next_date"]),
+            int(data["seed"]),
+            str(data["timezone"]),
+            int(data["n_households"]),
+            **arrays,
+        )
 
     def registers(self, fleet: Fleet) -> pl.DataFrame:
         """Register values (kWh) per household at local midnight of ``next_date``."""
         q = 1.0 / UNITS_PER_KWH
-        return pl.DataFrame({
-            "household_id": fleet.household_ids,
-            "meter_import_kwh": self.meter_import * q,
-            "meter_export_kwh": self.meter_export * q,
-            "fridge_plug_kwh": self.fridge_plug * q,
-            "washer_plug_kwh": self.washer_plug * q,
-        })
+        return pl.DataFrame(
+            {
+                "household_id": fleet.household_ids,
+                "meter_import_kwh": self.meter_import * q,
+                "meter_export_kwh": self.meter_export * q,
+                "fridge_plug_kwh": self.fridge_plug * q,
+                "washer_plug_kwh": self.washer_plug * q,
+            }
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,8 +200,15 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
-def _validate(fleet: Fleet, start: date | None, days: int, freq_minutes: int, env_freq_minutes: int,
-              state: SimState | None, batch_households: int | None) -> date:
+def _validate(
+    fleet: Fleet,
+    start: date | None,
+    days: int,
+    freq_minutes: int,
+    env_freq_minutes: int,
+    state: SimState | None,
+    batch_households: int | None,
+) -> date:
     """Check every argument up front; each error names the argument and the accepted values."""
     if not isinstance(fleet, Fleet):
         raise ValueError(f"fleet must be a Fleet (use Fleet.generate), got {type(fleet).__name__}")
@@ -203,8 +256,9 @@ def simulate_days(
     """
     first = _validate(fleet, start, days, freq_minutes, env_freq_minutes, state, batch_households)
     state = state or SimState.initial(fleet, first)
-    return _Run(fleet, first, int(days), int(freq_minutes), int(env_freq_minutes), state,
-                batch_households, progress).chunks()
+    return _Run(
+        fleet, first, int(days), int(freq_minutes), int(env_freq_minutes), state, batch_households, progress
+    ).chunks()
 
 
 def simulate(
@@ -219,9 +273,18 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
 ) -> Simulation:
     """Run :func:`simulate_days` and concatenate its chunks (for tests and small fleets)."""
-    chunks = list(simulate_days(fleet, start, days, freq_minutes, state=state,
-                                env_freq_minutes=env_freq_minutes, batch_households=batch_households,
-                                progress=progress))
+    chunks = list(
+        simulate_days(
+            fleet,
+            start,
+            days,
+            freq_minutes,
+            state=state,
+            env_freq_minutes=env_freq_minutes,
+            batch_households=batch_households,
+            progress=progress,
+        )
+    )
     return Simulation(
         readings=pl.concat([c.readings for c in chunks]),
         truth=pl.concat([c.truth for c in chunks]),
@@ -267,8 +330,17 @@ class _Part:
 
 
 class _Run:
-    def __init__(self, fleet: Fleet, first: date, days: int, freq: int, env_freq: int, state: SimState,
-                 batch: int | None, progress: Callable[[int, int], None] | None) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        first: date,
+        days: int,
+        freq: int,
+        env_freq: int,
+        state: SimState,
+        batch: int | None,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
         self.fleet, self.first, self.days, self.freq = fleet, first, days, freq
         self.env_freq = max(env_freq, freq)
         self.state = state.copy()  # registers advance in place; never touch the caller's state
@@ -278,8 +350,9 @@ class _Run:
         self.p = fleet.params
         self.n = fleet.n_households
         # weather of every day a behaviour window, its spill or the boundary reading touches
-        self.dw: DailyWeather = daily_weather(fleet.seed, first - timedelta(days=3),
-                                              first + timedelta(days=days + 4))
+        self.dw: DailyWeather = daily_weather(
+            fleet.seed, first - timedelta(days=3), first + timedelta(days=days + 4)
+        )
         self.envs: dict[date, _DayEnv] = {}
         self.spill: dict[tuple[date, int], dict[str, np.ndarray]] = {}
         ids = fleet.households["household_id"]
@@ -321,16 +394,28 @@ class _Run:
         own = slice(0, grid.n_minutes)
         row = self.dw.row(d)
         hour = grid.clock // 60
-        tou = np.stack([(hour >= 22) | (hour < 8), (hour >= 8) & (hour < 16), (hour >= 16) & (hour < 22)],
-                       axis=1)
+        tou = np.stack(
+            [(hour >= 22) | (hour < 8), (hour >= 8) & (hour < 16), (hour >= 16) & (hour < 22)], axis=1
+        )
         h = grid.clock / 60.0
         v_profile = -1.5 * np.exp(-(((h - 20.5) / 2.5) ** 2)) + 1.0 * np.exp(-(((h - 3.5) / 3.0) ** 2))
         return _DayEnv(
-            grid=grid, window_clock=clock, temp=mw.temperature, temp_lag=lag, cloud=mw.cloud,
-            humidity=mw.humidity, daylight=daylight, cosz=cosz, decl=decl, hour_angle=ha,
-            t_max=mw.temperature[:, own].max(axis=1), t_mean=self.dw.temp_mean[row],
-            aqi=self.dw.aqi[row], draws=day_draws(self.fleet.seed, d, self.n),
-            tou=tou.astype(np.float64), v_profile=v_profile,
+            grid=grid,
+            window_clock=clock,
+            temp=mw.temperature,
+            temp_lag=lag,
+            cloud=mw.cloud,
+            humidity=mw.humidity,
+            daylight=daylight,
+            cosz=cosz,
+            decl=decl,
+            hour_angle=ha,
+            t_max=mw.temperature[:, own].max(axis=1),
+            t_mean=self.dw.temp_mean[row],
+            aqi=self.dw.aqi[row],
+            draws=day_draws(self.fleet.seed, d, self.n),
+            tou=tou.astype(np.float64),
+            v_profile=v_profile,
         )
 
     # ------------------------------------------------------------------ behaviour days
@@ -341,8 +426,16 @@ class _Run:
         width = e.window_clock.size
         noise = _uniform_block(self.fleet.seed, 3, d, lo, hi, width)
         return render_behavior(
-            p, e.draws.take(slice(lo, hi)), e.grid, e.window_clock, e.temp[r], e.temp_lag[r],
-            e.daylight[r], e.t_max[r], e.t_mean[r], noise,
+            p,
+            e.draws.take(slice(lo, hi)),
+            e.grid,
+            e.window_clock,
+            e.temp[r],
+            e.temp_lag[r],
+            e.daylight[r],
+            e.t_max[r],
+            e.t_mean[r],
+            noise,
         )
 
     def spill_of(self, d: date, lo: int, hi: int) -> dict[str, np.ndarray]:
@@ -378,8 +471,9 @@ class _Run:
             self._own_day(d + timedelta(days=1), lo, hi, None, self.spill[(d, lo)], parts, boundary=True)
         return parts, truth, appl
 
-    def _chunk(self, d: date, b0: int, b1: int, last_day: bool, first_batch: bool,
-               day_complete: bool) -> DayChunk:
+    def _chunk(
+        self, d: date, b0: int, b1: int, last_day: bool, first_batch: bool, day_complete: bool
+    ) -> DayChunk:
         results = [self._block(d, lo, min(b1, lo + _BLOCK), last_day) for lo in range(b0, b1, _BLOCK)]
         parts = {k: _Part() for k in self.id_frames}
         for block_parts, _, _ in results:
@@ -406,8 +500,16 @@ class _Run:
         )
 
     # ------------------------------------------------------------------ one day, one block
-    def _own_day(self, d: date, lo: int, hi: int, beh: Behavior | None, prev: dict[str, np.ndarray],
-                 parts: dict[str, _Part], boundary: bool = False):
+    def _own_day(
+        self,
+        d: date,
+        lo: int,
+        hi: int,
+        beh: Behavior | None,
+        prev: dict[str, np.ndarray],
+        parts: dict[str, _Part],
+        boundary: bool = False,
+    ):
         e = self.env(d)
         g = e.grid
         L = g.n_minutes
@@ -465,8 +567,14 @@ class _Run:
         if pv_rows.size:
             rr = r[pv_rows]
             pv = pv_power_w(
-                e.cosz[rr, :L], e.decl[:, :L], e.hour_angle[rr, :L], p.latitude[pv_rows, None],
-                p.pv_tilt[pv_rows, None], e.cloud[rr, :L], e.temp[rr, :L], p.pv_kwp[pv_rows, None],
+                e.cosz[rr, :L],
+                e.decl[:, :L],
+                e.hour_angle[rr, :L],
+                p.latitude[pv_rows, None],
+                p.pv_tilt[pv_rows, None],
+                e.cloud[rr, :L],
+                e.temp[rr, :L],
+                p.pv_kwp[pv_rows, None],
             )
             k_pv[pv_rows] = np.rint(pv * (1.0 / _W_PER_UNIT))
         k_net = k_load - k_pv
@@ -510,30 +618,59 @@ class _Run:
 
         if boundary:  # only the readings at the first timestamp; registers do not advance
             parts["boundary_m"].add(
-                hh, ts=ts[:1].repeat(nb), power_w=imp_i[:, 0] * w_unit, energy_import_kwh=r_imp[:, 0] * q,
-                energy_export_kwh=r_exp[:, 0] * q, voltage_v=v_i[:, 0], current_a=current[:, 0],
+                hh,
+                ts=ts[:1].repeat(nb),
+                power_w=imp_i[:, 0] * w_unit,
+                energy_import_kwh=r_imp[:, 0] * q,
+                energy_export_kwh=r_exp[:, 0] * q,
+                voltage_v=v_i[:, 0],
+                current_a=current[:, 0],
                 power_factor=pf[:, 0],
             )
-            parts["boundary_f"].add(hh[fp], ts=ts[:1].repeat(fp.size), power_w=fr_units[:, 0] * w_unit,
-                                    energy_import_kwh=r_fr[:, 0] * q)
-            parts["boundary_w"].add(hh[wp], ts=ts[:1].repeat(wp.size), power_w=wa_units[:, 0] * w_unit,
-                                    energy_import_kwh=r_wa[:, 0] * q)
+            parts["boundary_f"].add(
+                hh[fp],
+                ts=ts[:1].repeat(fp.size),
+                power_w=fr_units[:, 0] * w_unit,
+                energy_import_kwh=r_fr[:, 0] * q,
+            )
+            parts["boundary_w"].add(
+                hh[wp],
+                ts=ts[:1].repeat(wp.size),
+                power_w=wa_units[:, 0] * w_unit,
+                energy_import_kwh=r_wa[:, 0] * q,
+            )
             return None, None
 
         parts["meter"].add(
-            np.repeat(hh, n_int), ts=np.tile(ts, nb), power_w=(imp_i * w_unit).ravel(),
-            energy_import_kwh=(r_imp * q).ravel(), energy_export_kwh=(r_exp * q).ravel(),
-            voltage_v=v_i.ravel(), current_a=current.ravel(), power_factor=pf.ravel(),
+            np.repeat(hh, n_int),
+            ts=np.tile(ts, nb),
+            power_w=(imp_i * w_unit).ravel(),
+            energy_import_kwh=(r_imp * q).ravel(),
+            energy_export_kwh=(r_exp * q).ravel(),
+            voltage_v=v_i.ravel(),
+            current_a=current.ravel(),
+            power_factor=pf.ravel(),
         )
         if pv_rows.size:
-            parts["pv"].add(np.repeat(hh[pv_rows], n_int), ts=np.tile(ts, pv_rows.size),
-                            solar_power_w=(per_interval(k_pv[pv_rows]) * w_unit).ravel())
+            parts["pv"].add(
+                np.repeat(hh[pv_rows], n_int),
+                ts=np.tile(ts, pv_rows.size),
+                solar_power_w=(per_interval(k_pv[pv_rows]) * w_unit).ravel(),
+            )
         if fp.size:
-            parts["fridge"].add(np.repeat(hh[fp], n_int), ts=np.tile(ts, fp.size),
-                                power_w=(fr_units * w_unit).ravel(), energy_import_kwh=(r_fr * q).ravel())
+            parts["fridge"].add(
+                np.repeat(hh[fp], n_int),
+                ts=np.tile(ts, fp.size),
+                power_w=(fr_units * w_unit).ravel(),
+                energy_import_kwh=(r_fr * q).ravel(),
+            )
         if wp.size:
-            parts["washer"].add(np.repeat(hh[wp], n_int), ts=np.tile(ts, wp.size),
-                                power_w=(wa_units * w_unit).ravel(), energy_import_kwh=(r_wa * q).ravel())
+            parts["washer"].add(
+                np.repeat(hh[wp], n_int),
+                ts=np.tile(ts, wp.size),
+                power_w=(wa_units * w_unit).ravel(),
+                energy_import_kwh=(r_wa * q).ravel(),
+            )
         self._env_readings(d, lo, hi, p, e, presence, asleep, comps, parts["env"])
 
         # advance the registers to the next midnight
@@ -544,9 +681,14 @@ class _Run:
 
         tou = k_imp @ e.tou
         truth = {
-            "hh": hh, "import": k_imp.sum(axis=1) * q, "export": k_exp.sum(axis=1) * q,
-            "load": k_load.sum(axis=1) * q, "pv": k_pv.sum(axis=1) * q,
-            "off": tou[:, 0] * q, "mid": tou[:, 1] * q, "peak": tou[:, 2] * q,
+            "hh": hh,
+            "import": k_imp.sum(axis=1) * q,
+            "export": k_exp.sum(axis=1) * q,
+            "load": k_load.sum(axis=1) * q,
+            "pv": k_pv.sum(axis=1) * q,
+            "off": tou[:, 0] * q,
+            "mid": tou[:, 1] * q,
+            "peak": tou[:, 2] * q,
         }
         kwh = 1.0 / 60000.0
         appl = {
@@ -560,8 +702,18 @@ class _Run:
             appl[c] = comps[c].sum(axis=1) * kwh
         return truth, appl
 
-    def _env_readings(self, d: date, lo: int, hi: int, p: HouseholdParams, e: _DayEnv, presence: np.ndarray,
-                      asleep: np.ndarray, comps: dict[str, np.ndarray], part: _Part) -> None:
+    def _env_readings(
+        self,
+        d: date,
+        lo: int,
+        hi: int,
+        p: HouseholdParams,
+        e: _DayEnv,
+        presence: np.ndarray,
+        asleep: np.ndarray,
+        comps: dict[str, np.ndarray],
+        part: _Part,
+    ) -> None:
         """Indoor temperature, humidity, CO2 and air quality sampled every ``env_freq`` minutes."""
         g = e.grid
         fe = self.env_freq
@@ -599,8 +751,14 @@ class _Run:
         aqi = np.round(np.clip(aqi, 0.0, 500.0))
 
         ts = g.start_ms + idx.astype(np.int64) * 60_000
-        part.add(np.repeat(np.arange(lo, hi), idx.size), ts=np.tile(ts, nb), temperature_c=t_in.ravel(),
-                 humidity_pct=rh.ravel(), co2_ppm=co2.ravel(), air_quality_index=aqi.ravel())
+        part.add(
+            np.repeat(np.arange(lo, hi), idx.size),
+            ts=np.tile(ts, nb),
+            temperature_c=t_in.ravel(),
+            humidity_pct=rh.ravel(),
+            co2_ppm=co2.ravel(),
+            air_quality_index=aqi.ravel(),
+        )
 
     # ------------------------------------------------------------------ frames
     def _readings(self, d: date, parts: dict[str, _Part], last_day: bool) -> pl.DataFrame:
@@ -620,7 +778,8 @@ class _Run:
                 null = pl.repeat(None, n, dtype=pl.Float64, eager=True)
                 series = [
                     pl.Series("ts", cols.pop("ts")).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"),
-                    named["household_id"], named["device_id"],
+                    named["household_id"],
+                    named["device_id"],
                     pl.repeat(dtype.value, n, dtype=pl.String, eager=True).alias("device_type"),
                     *[pl.Series(k, cols[k]) if k in cols else null.alias(k) for k in READING_FIELDS],
                 ]
@@ -631,22 +790,30 @@ class _Run:
 
     def _truth_frame(self, d: date, b0: int, b1: int, parts: list[dict[str, np.ndarray]]) -> pl.DataFrame:
         cat = {k: np.concatenate([t[k] for t in parts]) for k in parts[0]}
-        return pl.DataFrame({
-            "household_id": self.ids.gather(pl.Series(cat["hh"], dtype=pl.UInt32)),
-            "date": pl.Series([d], dtype=pl.Date).new_from_index(0, b1 - b0),
-            "import_kwh": cat["import"], "export_kwh": cat["export"], "load_kwh": cat["load"],
-            "pv_kwh": cat["pv"], "import_off_peak_kwh": cat["off"], "import_mid_kwh": cat["mid"],
-            "import_peak_kwh": cat["peak"],
-        }, schema=TRUTH_SCHEMA)
+        return pl.DataFrame(
+            {
+                "household_id": self.ids.gather(pl.Series(cat["hh"], dtype=pl.UInt32)),
+                "date": pl.Series([d], dtype=pl.Date).new_from_index(0, b1 - b0),
+                "import_kwh": cat["import"],
+                "export_kwh": cat["export"],
+                "load_kwh": cat["load"],
+                "pv_kwh": cat["pv"],
+                "import_off_peak_kwh": cat["off"],
+                "import_mid_kwh": cat["mid"],
+                "import_peak_kwh": cat["peak"],
+            },
+            schema=TRUTH_SCHEMA,
+        )
 
-    def _appliance_frame(self, d: date, b0: int, b1: int,
-                         parts: list[dict[str, np.ndarray]]) -> pl.DataFrame:
+    def _appliance_frame(self, d: date, b0: int, b1: int, parts: list[dict[str, np.ndarray]]) -> pl.DataFrame:
         cat = {k: np.concatenate([t[k] for t in parts]) for k in parts[0]}
-        return pl.DataFrame({
-            "household_id": self.ids.gather(pl.Series(cat["hh"], dtype=pl.UInt32)),
-            "date": pl.Series([d], dtype=pl.Date).new_from_index(0, b1 - b0),
-            **{f"{a}_kwh": cat[a] for a in APPLIANCES},
-        })
+        return pl.DataFrame(
+            {
+                "household_id": self.ids.gather(pl.Series(cat["hh"], dtype=pl.UInt32)),
+                "date": pl.Series([d], dtype=pl.Date).new_from_index(0, b1 - b0),
+                **{f"{a}_kwh": cat[a] for a in APPLIANCES},
+            }
+        )
 
     def _weather_frame(self, d: date) -> pl.DataFrame:
         e = self.env(d)
@@ -655,13 +822,15 @@ class _Run:
         ts = g.start_ms + idx.astype(np.int64) * 60_000
         regs = np.array(self.regions, dtype=np.int64)
         n = idx.size
-        return pl.DataFrame({
-            "ts": pl.Series(np.tile(ts, regs.size)).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"),
-            "region": np.repeat(np.array(REGION_NAMES, dtype=object)[regs], n).tolist(),
-            "temperature": np.round(e.temp[regs][:, idx], 2).ravel(),
-            "cloud_cover": np.round(e.cloud[regs][:, idx], 3).ravel(),
-            "humidity": np.round(e.humidity[regs][:, idx], 1).ravel(),
-        })
+        return pl.DataFrame(
+            {
+                "ts": pl.Series(np.tile(ts, regs.size)).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"),
+                "region": np.repeat(np.array(REGION_NAMES, dtype=object)[regs], n).tolist(),
+                "temperature": np.round(e.temp[regs][:, idx], 2).ravel(),
+                "cloud_cover": np.round(e.cloud[regs][:, idx], 3).ravel(),
+                "humidity": np.round(e.humidity[regs][:, idx], 1).ravel(),
+            }
+        )
 
 
 def _spill(beh: Behavior, n_minutes: int) -> dict[str, np.ndarray]:
@@ -687,8 +856,9 @@ def _registers(start: np.ndarray, units: np.ndarray) -> np.ndarray:
     return start[:, None] + np.cumsum(units, axis=1) - units
 
 
-def _square(offset: np.ndarray, period: np.ndarray, on_minutes: np.ndarray | float,
-            j: np.ndarray) -> np.ndarray:
+def _square(
+    offset: np.ndarray, period: np.ndarray, on_minutes: np.ndarray | float, j: np.ndarray
+) -> np.ndarray:
     """1.0 for the first ``on_minutes`` of every ``period`` minutes of an absolute-minute cycle.
 
     ``offset`` is the absolute minute (+ phase) of the day's first minute; reducing it modulo the

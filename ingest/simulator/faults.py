@@ -16,6 +16,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import orjson
@@ -80,10 +81,14 @@ class FaultResult:
     log: pl.DataFrame
 
 
-def inject_faults(readings: pl.DataFrame, plan: FaultPlan | None = None, *, seed: int = 0,
-                  **counts: int) -> FaultResult:
+def inject_faults(
+    readings: pl.DataFrame, plan: FaultPlan | None = None, *, seed: int = 0, **counts: Any
+) -> FaultResult:
     """Apply ``plan`` (or keyword counts such as ``gaps=2, spikes=1``) to canonical readings."""
     if plan is None:
+        unknown = set(counts) - set(FaultPlan.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown fault options {sorted(unknown)}; see FaultPlan")
         plan = FaultPlan(**counts)
     elif counts:
         raise ValueError("give either a FaultPlan or keyword counts, not both")
@@ -130,8 +135,14 @@ class _Picker:
         self.next = 0
         self.busy: dict[str, list[tuple[int, int]]] = {}
 
-    def pick(self, frame: pl.DataFrame, rng: np.random.Generator, span_min: int,
-             to_end: bool = False, need_register: bool = False) -> tuple[str, str, np.ndarray] | None:
+    def pick(
+        self,
+        frame: pl.DataFrame,
+        rng: np.random.Generator,
+        span_min: int,
+        to_end: bool = False,
+        need_register: bool = False,
+    ) -> tuple[str, str, np.ndarray] | None:
         """(device_id, household_id, ts array of the window) or None when nothing fits."""
         for _ in range(4 * len(self.devices)):
             device_id, household_id = self.devices[self.order[self.next % len(self.order)]]
@@ -162,11 +173,16 @@ def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def _entry(kind: str, household_id: str, device_id: str, start: int, end: int, rows: int,
-           **details: object) -> dict:
+def _entry(
+    kind: str, household_id: str, device_id: str, start: int, end: int, rows: int, **details: object
+) -> dict:
     return {
-        "kind": kind, "household_id": household_id, "device_id": device_id,
-        "ts_start": _dt(start), "ts_end": _dt(end), "rows": rows,
+        "kind": kind,
+        "household_id": household_id,
+        "device_id": device_id,
+        "ts_start": _dt(start),
+        "ts_end": _dt(end),
+        "rows": rows,
         "details": json.dumps(details, sort_keys=True, default=str),
     }
 
@@ -177,8 +193,9 @@ def _in_window(device_id: str, start: int, end: int) -> pl.Expr:
 
 
 # ----------------------------------------------------------------------------- value faults
-def _gap(frame: pl.DataFrame, picker: _Picker, rng: np.random.Generator, minutes: tuple[int, int],
-         log: list[dict]) -> pl.DataFrame:
+def _gap(
+    frame: pl.DataFrame, picker: _Picker, rng: np.random.Generator, minutes: tuple[int, int], log: list[dict]
+) -> pl.DataFrame:
     """A device goes silent: every reading in a window is dropped."""
     span = int(rng.integers(minutes[0], minutes[1] + 1))
     got = picker.pick(frame, rng, span)
@@ -190,8 +207,9 @@ def _gap(frame: pl.DataFrame, picker: _Picker, rng: np.random.Generator, minutes
     return frame.filter(~_in_window(device_id, start, end))
 
 
-def _counter_reset(frame: pl.DataFrame, picker: _Picker, rng: np.random.Generator,
-                   log: list[dict]) -> pl.DataFrame:
+def _counter_reset(
+    frame: pl.DataFrame, picker: _Picker, rng: np.random.Generator, log: list[dict]
+) -> pl.DataFrame:
     """The register restarts near zero (firmware reset) and keeps counting from there."""
     got = picker.pick(frame, rng, 0, to_end=True, need_register=True)
     if got is None:
@@ -212,8 +230,9 @@ def _counter_reset(frame: pl.DataFrame, picker: _Picker, rng: np.random.Generato
     return frame.with_columns([pl.when(cond).then(e).otherwise(pl.col(c)).alias(c) for c, e in new.items()])
 
 
-def _meter_swap(frame: pl.DataFrame, picker: _Picker, rng: np.random.Generator, k: int,
-                log: list[dict]) -> pl.DataFrame:
+def _meter_swap(
+    frame: pl.DataFrame, picker: _Picker, rng: np.random.Generator, k: int, log: list[dict]
+) -> pl.DataFrame:
     """The meter is replaced: a new device id from then on, whose register starts anew."""
     got = picker.pick(frame, rng, 0, to_end=True, need_register=True)
     if got is None:
@@ -228,19 +247,35 @@ def _meter_swap(frame: pl.DataFrame, picker: _Picker, rng: np.random.Generator, 
     cond = _in_window(device_id, start, end)
     exprs = [
         pl.when(cond).then(pl.lit(new_id)).otherwise(pl.col("device_id")).alias("device_id"),
-        pl.when(cond).then(pl.col("energy_import_kwh") - old_import + new_start)
-        .otherwise(pl.col("energy_import_kwh")).alias("energy_import_kwh"),
+        pl.when(cond)
+        .then(pl.col("energy_import_kwh") - old_import + new_start)
+        .otherwise(pl.col("energy_import_kwh"))
+        .alias("energy_import_kwh"),
     ]
     if old_export is not None:
-        exprs.append(pl.when(cond).then(pl.col("energy_export_kwh") - float(old_export))
-                     .otherwise(pl.col("energy_export_kwh")).alias("energy_export_kwh"))
-    log.append(_entry("meter_swap", hh, device_id, start, end, int(ts.size), new_device_id=new_id,
-                      import_before_kwh=old_import, import_after_kwh=new_start))
+        exprs.append(
+            pl.when(cond)
+            .then(pl.col("energy_export_kwh") - float(old_export))
+            .otherwise(pl.col("energy_export_kwh"))
+            .alias("energy_export_kwh")
+        )
+    log.append(
+        _entry(
+            "meter_swap",
+            hh,
+            device_id,
+            start,
+            end,
+            int(ts.size),
+            new_device_id=new_id,
+            import_before_kwh=old_import,
+            import_after_kwh=new_start,
+        )
+    )
     return frame.with_columns(exprs)
 
 
-def _spike(frame: pl.DataFrame, picker: _Picker, rng: np.random.Generator,
-           log: list[dict]) -> pl.DataFrame:
+def _spike(frame: pl.DataFrame, picker: _Picker, rng: np.random.Generator, log: list[dict]) -> pl.DataFrame:
     """One absurd value: a power reading of megawatts, or a single register jump that reverts."""
     got = picker.pick(frame, rng, 1, need_register=True)
     if got is None:
@@ -254,14 +289,16 @@ def _spike(frame: pl.DataFrame, picker: _Picker, rng: np.random.Generator,
         field, original = "energy_import_kwh", row["energy_import_kwh"][0]
     jump = rng.uniform(1e6, 5e6) if field == "power_w" else rng.uniform(1e4, 1e5)
     value = float(original) + float(jump)
-    log.append(_entry("spike", hh, device_id, at_ms, at_ms, 1, field=field, original=float(original),
-                      value=value))
+    log.append(
+        _entry("spike", hh, device_id, at_ms, at_ms, 1, field=field, original=float(original), value=value)
+    )
     cond = _in_window(device_id, at_ms, at_ms)
     return frame.with_columns(pl.when(cond).then(pl.lit(value)).otherwise(pl.col(field)).alias(field))
 
 
-def _duplicate(frame: pl.DataFrame, picker: _Picker, rng: np.random.Generator,
-               log: list[dict]) -> pl.DataFrame:
+def _duplicate(
+    frame: pl.DataFrame, picker: _Picker, rng: np.random.Generator, log: list[dict]
+) -> pl.DataFrame:
     """A run of readings delivered twice (QoS 1 re-delivery): exact copies of existing rows."""
     got = picker.pick(frame, rng, int(rng.integers(1, 31)))
     if got is None:
@@ -274,8 +311,9 @@ def _duplicate(frame: pl.DataFrame, picker: _Picker, rng: np.random.Generator,
 
 
 # ----------------------------------------------------------------------------- arrival order
-def _arrival_order(frame: pl.DataFrame, plan: FaultPlan, rng: np.random.Generator,
-                   log: list[dict]) -> pl.DataFrame:
+def _arrival_order(
+    frame: pl.DataFrame, plan: FaultPlan, rng: np.random.Generator, log: list[dict]
+) -> pl.DataFrame:
     """Give every row an arrival time (ts + a few seconds), delay some, and sort by arrival."""
     ms = _epoch_ms(frame["ts"])
     arrival = ms + rng.integers(200, 3_000, size=ms.size)
@@ -290,8 +328,17 @@ def _arrival_order(frame: pl.DataFrame, plan: FaultPlan, rng: np.random.Generato
         run = same[k0 : k0 + int(rng.integers(1, 16))]
         delay = int(rng.integers(plan.late_minutes[0], plan.late_minutes[1] + 1))
         arrival[run] = ms[run[-1]] + delay * _MIN + np.arange(run.size)
-        log.append(_entry("late", str(hh[i]), str(dev[i]), int(ms[run[0]]), int(ms[run[-1]]), int(run.size),
-                          delay_minutes=delay))
+        log.append(
+            _entry(
+                "late",
+                str(hh[i]),
+                str(dev[i]),
+                int(ms[run[0]]),
+                int(ms[run[-1]]),
+                int(run.size),
+                delay_minutes=delay,
+            )
+        )
     # out of order: one reading overtakes its predecessor
     for _ in range(plan.out_of_order):
         i = int(rng.integers(0, ms.size))
@@ -301,8 +348,17 @@ def _arrival_order(frame: pl.DataFrame, plan: FaultPlan, rng: np.random.Generato
         k = int(rng.integers(1, same.size))
         first, second = same[k - 1], same[k]
         arrival[first] = max(arrival[first], arrival[second]) + 1_000
-        log.append(_entry("out_of_order", str(hh[i]), str(dev[i]), int(ms[first]), int(ms[second]), 2,
-                          arrived_after=_dt(int(ms[second])).isoformat()))
+        log.append(
+            _entry(
+                "out_of_order",
+                str(hh[i]),
+                str(dev[i]),
+                int(ms[first]),
+                int(ms[second]),
+                2,
+                arrived_after=_dt(int(ms[second])).isoformat(),
+            )
+        )
     arrival_ts = pl.Series("arrival", arrival).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
     return frame.with_columns(arrival_ts).sort("arrival", maintain_order=True)
 
@@ -321,10 +377,24 @@ class MalformedPayload:
 
 def _good(device_type: str, ts: str) -> dict:
     if device_type == DeviceType.env_sensor:
-        return {"ts": ts, "device_type": device_type, "temperature_c": 23.4, "humidity_pct": 48.0,
-                "co2_ppm": 650.0, "air_quality_index": 31.0}
-    return {"ts": ts, "device_type": device_type, "power_w": 412.5, "energy_import_kwh": 12345.678,
-            "energy_export_kwh": 0.0, "voltage_v": 220.4, "current_a": 1.95, "power_factor": 0.96}
+        return {
+            "ts": ts,
+            "device_type": device_type,
+            "temperature_c": 23.4,
+            "humidity_pct": 48.0,
+            "co2_ppm": 650.0,
+            "air_quality_index": 31.0,
+        }
+    return {
+        "ts": ts,
+        "device_type": device_type,
+        "power_w": 412.5,
+        "energy_import_kwh": 12345.678,
+        "energy_export_kwh": 0.0,
+        "voltage_v": 220.4,
+        "current_a": 1.95,
+        "power_factor": 0.96,
+    }
 
 
 def malformed_payloads(
@@ -388,6 +458,12 @@ def malformed_payloads(
 _DROP = object()
 
 __all__ = [
-    "FAULT_KINDS", "FAULT_LOG_SCHEMA", "READING_SCHEMA", "FaultPlan", "FaultResult", "MalformedPayload",
-    "inject_faults", "malformed_payloads",
+    "FAULT_KINDS",
+    "FAULT_LOG_SCHEMA",
+    "READING_SCHEMA",
+    "FaultPlan",
+    "FaultResult",
+    "MalformedPayload",
+    "inject_faults",
+    "malformed_payloads",
 ]

@@ -231,6 +231,4 @@ def _devices(ids: list[str], p: HouseholdParams) -> pl.DataFrame:
             rows.append((hh, f"{hh}-plug-fridge", DeviceType.smart_plug.value, "refrigerator"))
         if p.has_washer_plug[i]:
             rows.append((hh, f"{hh}-plug-washer", DeviceType.smart_plug.value, "washer"))
-    return pl.DataFrame(
-        rows, schema=["household_id", "device_id", "device_type", "appliance"], orient="row"
-    )
+    return pl.DataFrame(rows, schema=["household_id", "device_id", "device_type", "appliance"], orient="row")

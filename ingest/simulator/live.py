@@ -133,7 +133,7 @@ class LivePublisher:
             raise ValueError(f"freq_minutes must divide 60, got {self.freq_minutes}")
         if self.start is not None and self.start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
-        self.prefix = (self.prefix or self.settings.topic_prefix).rstrip("/")
+        self.topic_prefix: str = (self.prefix or self.settings.topic_prefix).rstrip("/")
         self.qos = self.settings.qos
         self.tz = zone(self.fleet.timezone)
         self._stop = threading.Event()
@@ -148,8 +148,13 @@ class LivePublisher:
         """Ask a running :meth:`run` to finish its tick and shut down cleanly (thread-safe)."""
         self._stop.set()
 
-    def run(self, *, duration_s: float | None = None, ticks: int | None = None,
-            on_tick: Callable[[datetime, int], None] | None = None) -> LiveStats:
+    def run(
+        self,
+        *,
+        duration_s: float | None = None,
+        ticks: int | None = None,
+        on_tick: Callable[[datetime, int], None] | None = None,
+    ) -> LiveStats:
         """Publish until ``duration_s`` real seconds or ``ticks`` timestamps pass (or :meth:`stop`).
 
         A bound is required so that nothing runs forever by accident.  ``on_tick(ts, n)`` is
@@ -171,7 +176,7 @@ class LivePublisher:
                     break
                 self._wait_until(due)
                 for hh, dev, payload in rows:
-                    self._publish(self._devices[dev], telemetry_topic(self.prefix, hh, dev), payload)
+                    self._publish(self._devices[dev], telemetry_topic(self.topic_prefix, hh, dev), payload)
                 self.stats.ticks += 1
                 self.stats.first_ts = self.stats.first_ts or ts
                 self.stats.last_ts = ts
@@ -194,8 +199,14 @@ class LivePublisher:
         day = first.astimezone(self.tz).date()
         state: SimState | None = None
         while True:
-            chunks = simulate_days(self.fleet, day if state is None else None, 1, self.freq_minutes,
-                                   state=state, env_freq_minutes=self.env_freq_minutes)
+            chunks = simulate_days(
+                self.fleet,
+                day if state is None else None,
+                1,
+                self.freq_minutes,
+                state=state,
+                env_freq_minutes=self.env_freq_minutes,
+            )
             chunk = next(iter(chunks))
             state = chunk.state
             end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=self.tz)
@@ -203,8 +214,10 @@ class LivePublisher:
             # the boundary reading at the next midnight is the next day's first reading
             readings = chunk.readings.filter((pl.col("ts") >= first) & (pl.col("ts") < end)).sort("ts")
             for (ts,), group in readings.group_by("ts", maintain_order=True):
-                rows = [(r["household_id"], r["device_id"], payload_for(r, self.tz))
-                        for r in group.iter_rows(named=True)]
+                rows = [
+                    (r["household_id"], r["device_id"], payload_for(r, self.tz))
+                    for r in group.iter_rows(named=True)
+                ]
                 yield ts, rows
             day = day + timedelta(days=1)
 
@@ -213,8 +226,10 @@ class LivePublisher:
         devices = self.fleet.devices
         limit = _fd_limit()
         if devices.height + 32 > limit:
-            raise ValueError(f"{devices.height} devices need as many connections, above the open-file limit "
-                             f"{limit}; raise `ulimit -n` or simulate fewer households live")
+            raise ValueError(
+                f"{devices.height} devices need as many connections, above the open-file limit "
+                f"{limit}; raise `ulimit -n` or simulate fewer households live"
+            )
         s = self.settings
         where = f"{s.host}:{s.port}"
         for hh, dev in devices.select("household_id", "device_id").iter_rows():
@@ -225,7 +240,8 @@ class LivePublisher:
             )
             if s.username:
                 client.username_pw_set(s.username, s.password.get_secret_value() or None)
-            client.will_set(status_topic(self.prefix, hh, dev), OFFLINE, qos=1, retain=self.retain_status)
+            will = status_topic(self.topic_prefix, hh, dev)
+            client.will_set(will, OFFLINE, qos=1, retain=self.retain_status)
             device = _Device(hh, dev, client)
             client.user_data_set(device)
             client.on_connect = self._on_connect
@@ -236,24 +252,28 @@ class LivePublisher:
                 client.connect(s.host, s.port, keepalive=self.keepalive)
             except OSError as exc:
                 self._close_sockets()
-                raise ConnectionError(f"MQTT broker not reachable at {where} ({exc}); start Mosquitto "
-                                      "or set HEMS_MQTT__HOST / HEMS_MQTT__PORT") from exc
+                raise ConnectionError(
+                    f"MQTT broker not reachable at {where} ({exc}); start Mosquitto "
+                    "or set HEMS_MQTT__HOST / HEMS_MQTT__PORT"
+                ) from exc
             self._register(device)
         self.stats.devices = len(self._devices)
         deadline = time.monotonic() + self.connect_timeout_s
         while not all(d.connected or d.failed for d in self._devices.values()):
             if time.monotonic() > deadline:
                 self._close_sockets()
-                raise ConnectionError(f"no CONNACK from the MQTT broker at {where} "
-                                      f"within {self.connect_timeout_s:.0f} s")
+                raise ConnectionError(
+                    f"no CONNACK from the MQTT broker at {where} within {self.connect_timeout_s:.0f} s"
+                )
             self._pump(0.05)
         failed = [d for d in self._devices.values() if d.failed]
         if failed:
             self._close_sockets()
-            raise ConnectionError(f"the broker at {where} refused {len(failed)} device connections "
-                                  f"({failed[0].failed})")
+            raise ConnectionError(
+                f"the broker at {where} refused {len(failed)} device connections ({failed[0].failed})"
+            )
         for device in self._devices.values():
-            topic = status_topic(self.prefix, device.household_id, device.device_id)
+            topic = status_topic(self.topic_prefix, device.household_id, device.device_id)
             self._publish(device, topic, ONLINE, retain=self.retain_status, status=True)
 
     def _register(self, device: _Device) -> None:
@@ -282,8 +302,9 @@ class LivePublisher:
         device.connected = False
         device.lost_at = time.monotonic()
 
-    def _publish(self, device: _Device, topic: str, payload: bytes, *, retain: bool = False,
-                 status: bool = False) -> None:
+    def _publish(
+        self, device: _Device, topic: str, payload: bytes, *, retain: bool = False, status: bool = False
+    ) -> None:
         while len(self._pending) >= self.max_inflight:
             self._pump(0.05)
         info = device.client.publish(topic, payload, qos=self.qos, retain=retain)
@@ -329,7 +350,7 @@ class LivePublisher:
         """Say ``offline`` on every status topic, wait for the acks, disconnect."""
         for device in self._devices.values():
             if device.connected:
-                topic = status_topic(self.prefix, device.household_id, device.device_id)
+                topic = status_topic(self.topic_prefix, device.household_id, device.device_id)
                 self._publish(device, topic, OFFLINE, retain=self.retain_status, status=True)
         self._closing = True
         deadline = time.monotonic() + 10.0
@@ -352,8 +373,14 @@ class LivePublisher:
         self._sel.close()
 
 
-def publish_live(fleet: Fleet, settings: MqttSettings | None = None, *, duration_s: float | None = None,
-                 ticks: int | None = None, **options: Any) -> LiveStats:
+def publish_live(
+    fleet: Fleet,
+    settings: MqttSettings | None = None,
+    *,
+    duration_s: float | None = None,
+    ticks: int | None = None,
+    **options: Any,
+) -> LiveStats:
     """Publish ``fleet`` live for a bounded run; ``options`` are :class:`LivePublisher` fields
     (``speed``, ``prefix``, ``start``, ``max_inflight``, ...).  Settings default to the platform's."""
     if settings is None:
@@ -376,6 +403,12 @@ def _fd_limit() -> int:
 
 
 __all__ = [
-    "LivePublisher", "LiveStats", "format_ts", "payload_for", "publish_live", "run_live", "status_topic",
+    "LivePublisher",
+    "LiveStats",
+    "format_ts",
+    "payload_for",
+    "publish_live",
+    "run_live",
+    "status_topic",
     "telemetry_topic",
 ]

@@ -25,13 +25,20 @@ def sun_geometry(utc_minutes: np.ndarray, lat_deg: np.ndarray, lon_deg: np.ndarr
     # fractional year from 2000-01-01 (10957 days after the epoch), mean Gregorian year
     gamma = 2.0 * np.pi * ((days - 10957.0) % 365.2425) / 365.2425
     eqtime = 229.18 * (
-        0.000075 + 0.001868 * np.cos(gamma) - 0.032077 * np.sin(gamma)
-        - 0.014615 * np.cos(2 * gamma) - 0.040849 * np.sin(2 * gamma)
+        0.000075
+        + 0.001868 * np.cos(gamma)
+        - 0.032077 * np.sin(gamma)
+        - 0.014615 * np.cos(2 * gamma)
+        - 0.040849 * np.sin(2 * gamma)
     )
     decl = (
-        0.006918 - 0.399912 * np.cos(gamma) + 0.070257 * np.sin(gamma)
-        - 0.006758 * np.cos(2 * gamma) + 0.000907 * np.sin(2 * gamma)
-        - 0.002697 * np.cos(3 * gamma) + 0.00148 * np.sin(3 * gamma)
+        0.006918
+        - 0.399912 * np.cos(gamma)
+        + 0.070257 * np.sin(gamma)
+        - 0.006758 * np.cos(2 * gamma)
+        + 0.000907 * np.sin(2 * gamma)
+        - 0.002697 * np.cos(3 * gamma)
+        + 0.00148 * np.sin(3 * gamma)
     )
     minute_of_day = u % 1440.0
     true_solar = minute_of_day + eqtime + 4.0 * lon_deg  # minutes

@@ -31,7 +31,10 @@ def test_value_faults_match_their_log(clean):
     out, log = result.readings, result.log
     assert log.schema == pl.Schema(FAULT_LOG_SCHEMA)
     assert log["kind"].value_counts().sort("kind").rows() == [
-        ("counter_reset", 2), ("gap", 2), ("meter_swap", 1), ("spike", 3),
+        ("counter_reset", 2),
+        ("gap", 2),
+        ("meter_swap", 1),
+        ("spike", 3),
     ]
     assert "arrival" not in out.columns and out.columns == clean.columns
     # faults never overlap on a device
@@ -113,6 +116,8 @@ def test_faults_are_reproducible_and_validated(clean):
         FaultPlan(device_types=("toaster",))
     with pytest.raises(ValueError, match="no readings"):
         inject_faults(clean.filter(pl.col("device_type") == "env_sensor"), gaps=1)
+    with pytest.raises(ValueError, match="unknown fault options"):
+        inject_faults(clean, gapz=1)
     with pytest.raises(ValueError, match="either"):
         inject_faults(clean, FaultPlan(gaps=1), gaps=2)
 
@@ -128,8 +133,15 @@ def test_plug_registers_can_be_faulted_too(clean):
 def test_malformed_payloads_are_malformed_for_the_stated_reason():
     bad = malformed_payloads("hh-00001", prefix="hems_test/v1")
     kinds = {b.kind for b in bad}
-    assert {"invalid_json", "missing_ts", "wrong_type", "out_of_range_voltage", "unknown_device_type",
-            "empty", "naive_ts"} <= kinds
+    assert {
+        "invalid_json",
+        "missing_ts",
+        "wrong_type",
+        "out_of_range_voltage",
+        "unknown_device_type",
+        "empty",
+        "naive_ts",
+    } <= kinds
     for b in bad:
         if b.reason == "bad_topic":
             assert b.topic.count("/") != "hems_test/v1/hh-00001/hh-00001-meter/telemetry".count("/")
@@ -152,8 +164,12 @@ def test_malformed_payloads_are_malformed_for_the_stated_reason():
             assert isinstance(body[b.reason.split(":")[1]], str)
         elif b.reason.startswith("out_of_range:"):
             field = b.reason.split(":")[1]
-            lo, hi = {"power_w": (0, 1e5), "voltage_v": (180, 260), "power_factor": (0, 1),
-                      "humidity_pct": (0, 100)}[field]
+            lo, hi = {
+                "power_w": (0, 1e5),
+                "voltage_v": (180, 260),
+                "power_factor": (0, 1),
+                "humidity_pct": (0, 100),
+            }[field]
             assert not lo <= body[field] <= hi
         elif b.reason == "no_fields":
             assert set(body) == {"ts", "device_type"}

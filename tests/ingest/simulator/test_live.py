@@ -34,8 +34,10 @@ def broker() -> MqttSettings:
     try:
         socket.create_connection((host, port), timeout=2).close()
     except OSError as exc:
-        pytest.fail(f"mosquitto is not reachable at {host}:{port} ({exc}); start it with `hems services up`",
-                    pytrace=False)
+        pytest.fail(
+            f"mosquitto is not reachable at {host}:{port} ({exc}); start it with `hems services up`",
+            pytrace=False,
+        )
     return MqttSettings(host=host, port=port)
 
 
@@ -45,8 +47,9 @@ class Subscriber:
     def __init__(self, settings: MqttSettings, prefix: str) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self._ready = threading.Event()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=f"test-sub-{uuid.uuid4().hex[:8]}")
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"test-sub-{uuid.uuid4().hex[:8]}"
+        )
         self.client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/#", qos=1)
         self.client.on_subscribe = lambda *_: self._ready.set()
         self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload))
@@ -82,12 +85,22 @@ def test_payload_for_builds_the_v1_json_payload(fleet):
     assert body["ts"].endswith("+09:00")
     assert body["device_type"] == "smart_meter"
     assert set(body) - {"ts", "device_type"} == {
-        "power_w", "energy_import_kwh", "energy_export_kwh", "voltage_v", "current_a", "power_factor",
+        "power_w",
+        "energy_import_kwh",
+        "energy_export_kwh",
+        "voltage_v",
+        "current_a",
+        "power_factor",
     }
     assert body["energy_import_kwh"] == meter["energy_import_kwh"]  # floats survive exactly
     env = sim.readings.filter(pl.col("device_type") == "env_sensor").row(0, named=True)
     assert set(orjson.loads(payload_for(env, "Asia/Seoul"))) == {
-        "ts", "device_type", "temperature_c", "humidity_pct", "co2_ppm", "air_quality_index",
+        "ts",
+        "device_type",
+        "temperature_c",
+        "humidity_pct",
+        "co2_ppm",
+        "air_quality_index",
     }
 
 
@@ -96,8 +109,16 @@ def test_live_publishes_telemetry_and_status(fleet, prefix):
     settings = broker()
     sub = Subscriber(settings, prefix)
     try:
-        stats = publish_live(fleet, settings, ticks=6, prefix=prefix, speed=math.inf, start=START,
-                             retain_status=False, client_id_prefix=f"test-{uuid.uuid4().hex[:6]}")
+        stats = publish_live(
+            fleet,
+            settings,
+            ticks=6,
+            prefix=prefix,
+            speed=math.inf,
+            start=START,
+            retain_status=False,
+            client_id_prefix=f"test-{uuid.uuid4().hex[:6]}",
+        )
         expected = stats.published + stats.status_published
         sub.wait_for(lambda msgs: len(msgs) >= expected)
     finally:
@@ -142,8 +163,16 @@ def test_live_publishes_telemetry_and_status(fleet, prefix):
 @pytest.mark.stack
 def test_live_paces_qos1_and_stops_on_duration(fleet, prefix):
     settings = broker()
-    pub = LivePublisher(fleet, settings=settings, prefix=prefix, speed=600.0, start=START, max_inflight=3,
-                        retain_status=False, client_id_prefix=f"test-{uuid.uuid4().hex[:6]}")
+    pub = LivePublisher(
+        fleet,
+        settings=settings,
+        prefix=prefix,
+        speed=600.0,
+        start=START,
+        max_inflight=3,
+        retain_status=False,
+        client_id_prefix=f"test-{uuid.uuid4().hex[:6]}",
+    )
     stats = pub.run(duration_s=0.55)
     assert stats.max_inflight_seen <= 3
     assert 3 <= stats.ticks <= 7  # a tick every 0.1 s
@@ -156,8 +185,14 @@ def test_last_will_announces_devices_that_vanish(fleet, prefix):
     settings = broker()
     sub = Subscriber(settings, prefix)
     try:
-        pub = LivePublisher(fleet, settings=settings, prefix=prefix, retain_status=False, start=START,
-                            client_id_prefix=f"test-{uuid.uuid4().hex[:6]}")
+        pub = LivePublisher(
+            fleet,
+            settings=settings,
+            prefix=prefix,
+            retain_status=False,
+            start=START,
+            client_id_prefix=f"test-{uuid.uuid4().hex[:6]}",
+        )
         pub._connect_all()  # connect, then die without sending DISCONNECT
         n = fleet.devices.height
         sub.wait_for(lambda msgs: sum(p == b"online" for _, p in msgs) >= n)
@@ -166,8 +201,10 @@ def test_last_will_announces_devices_that_vanish(fleet, prefix):
     finally:
         sub.close()
     offline = {t for t, p in sub.messages if p == b"offline"}
-    assert offline == {f"{prefix}/{hh}/{dev}/status" for hh, dev in
-                       fleet.devices.select("household_id", "device_id").iter_rows()}
+    assert offline == {
+        f"{prefix}/{hh}/{dev}/status"
+        for hh, dev in fleet.devices.select("household_id", "device_id").iter_rows()
+    }
 
 
 def test_live_runs_must_be_bounded_and_reach_a_broker(fleet):

@@ -57,8 +57,18 @@ def test_fleet_attributes_are_reproducible_and_plausible():
     assert not a.households.equals(Fleet.generate(200, seed=8).households)
     hh = a.households
     assert hh.columns == [
-        "household_id", "household_type", "building_type", "area_m2", "residents", "region", "latitude",
-        "has_pv", "pv_kwp", "has_ev", "electric_heating", "timezone",
+        "household_id",
+        "household_type",
+        "building_type",
+        "area_m2",
+        "residents",
+        "region",
+        "latitude",
+        "has_pv",
+        "pv_kwp",
+        "has_ev",
+        "electric_heating",
+        "timezone",
     ]
     assert hh["household_id"].n_unique() == 200
     assert set(hh["household_type"]) == {"single", "couple", "family", "elderly"}
@@ -100,8 +110,11 @@ def test_readings_follow_the_canonical_contract(minute_run):
     assert m["power_factor"].is_between(0.85, 0.99).all()
     expected_current = m["power_w"] / (m["voltage_v"] * m["power_factor"])
     importing = m.filter(pl.col("power_w") > 0)
-    assert np.allclose(importing["current_a"], (importing["power_w"] / (importing["voltage_v"]
-                       * importing["power_factor"])), atol=2e-3)
+    assert np.allclose(
+        importing["current_a"],
+        (importing["power_w"] / (importing["voltage_v"] * importing["power_factor"])),
+        atol=2e-3,
+    )
     assert expected_current.len() == m.height
     env = r.filter(pl.col("device_type") == "env_sensor")
     assert env.group_by("device_id").len()["len"].to_list() == [3 * 288] * len(hh)  # every 5 minutes
@@ -124,20 +137,26 @@ def test_registers_are_monotonic_and_match_the_truth_exactly(minute_run):
 
     m = local(meters(sim.readings))
     midnights = m.filter((pl.col("local").dt.hour() == 0) & (pl.col("local").dt.minute() == 0))
-    daily = midnights.sort(KEY).with_columns(
-        date=(pl.col("local").dt.date() - pl.duration(days=1)),
-        d_imp=pl.col("energy_import_kwh").diff().over("device_id"),
-        d_exp=pl.col("energy_export_kwh").diff().over("device_id"),
-    ).drop_nulls("d_imp")
+    daily = (
+        midnights.sort(KEY)
+        .with_columns(
+            date=(pl.col("local").dt.date() - pl.duration(days=1)),
+            d_imp=pl.col("energy_import_kwh").diff().over("device_id"),
+            d_exp=pl.col("energy_export_kwh").diff().over("device_id"),
+        )
+        .drop_nulls("d_imp")
+    )
     joined = daily.join(sim.truth, on=["household_id", "date"], how="inner", validate="1:1")
     assert joined.height == sim.truth.height == 3 * fleet.n_households
     assert (joined["d_imp"] - joined["import_kwh"]).abs().max() <= 1e-9
     assert (joined["d_exp"] - joined["export_kwh"]).abs().max() <= 1e-9
 
     # power_w of minute i carries exactly that minute's energy
-    energy = m.filter(pl.col("ts") < pl.col("ts").max()).group_by(
-        "household_id", pl.col("local").dt.date().alias("date")
-    ).agg((pl.col("power_w").sum() / 60000).alias("e"))
+    energy = (
+        m.filter(pl.col("ts") < pl.col("ts").max())
+        .group_by("household_id", pl.col("local").dt.date().alias("date"))
+        .agg((pl.col("power_w").sum() / 60000).alias("e"))
+    )
     check = energy.join(sim.truth, on=["household_id", "date"])
     assert ((check["e"] - check["import_kwh"]).abs() / check["import_kwh"].clip(1e-3)).max() < 1e-9
 
@@ -199,9 +218,10 @@ def test_chunking_and_batching_do_not_change_results():
     assert first.state.next_date == date(2025, 3, 31)
     # the boundary reading of the first run is exactly the first reading of the second
     joined = pl.concat([first.readings, second.readings])
-    assert joined.height - joined.unique().height == first.readings.filter(
-        pl.col("ts") == pl.col("ts").max()
-    ).height
+    assert (
+        joined.height - joined.unique().height
+        == first.readings.filter(pl.col("ts") == pl.col("ts").max()).height
+    )
     assert_frame_equal(whole.readings.sort(KEY), joined.unique(maintain_order=True).sort(KEY))
     assert_frame_equal(whole.truth, pl.concat([first.truth, second.truth]))
     assert_frame_equal(whole.appliances, pl.concat([first.appliances, second.appliances]))
@@ -215,8 +235,15 @@ def test_chunking_and_batching_do_not_change_results():
 def test_one_chunk_per_day_with_progress_and_state():
     fleet = Fleet.generate(5, seed=2)
     calls: list[tuple[int, int]] = []
-    chunks = list(simulate_days(fleet, date(2025, 5, 1), 3, freq_minutes=30,
-                                progress=lambda done, total: calls.append((done, total))))
+    chunks = list(
+        simulate_days(
+            fleet,
+            date(2025, 5, 1),
+            3,
+            freq_minutes=30,
+            progress=lambda done, total: calls.append((done, total)),
+        )
+    )
     assert [c.day for c in chunks] == [date(2025, 5, 1), date(2025, 5, 2), date(2025, 5, 3)]
     assert calls == [(1, 3), (2, 3), (3, 3)]
     assert [c.is_last for c in chunks] == [False, False, True]
@@ -260,7 +287,8 @@ def test_monthly_totals_land_in_the_design_ranges(summer, spring):
     assert april < summer_avg
     by_type = (
         jul_aug.join(fleet.households.select("household_id", "household_type"), on="household_id")
-        .group_by("household_type").agg(pl.col("load_kwh").mean())
+        .group_by("household_type")
+        .agg(pl.col("load_kwh").mean())
     )
     kwh = dict(by_type.iter_rows())
     assert kwh["single"] < summer_avg < kwh["family"]
@@ -296,8 +324,10 @@ def test_standby_share_is_about_six_percent(summer, spring):
 def _cooling_days(fleet: Fleet, sim) -> pl.DataFrame:
     """Cooling kWh per household-day with the region's max temperature that day and the day before."""
     tmax = (
-        local(sim.weather).group_by("region", pl.col("local").dt.date().alias("date"))
-        .agg(pl.col("temperature").max().alias("tmax")).sort("region", "date")
+        local(sim.weather)
+        .group_by("region", pl.col("local").dt.date().alias("date"))
+        .agg(pl.col("temperature").max().alias("tmax"))
+        .sort("region", "date")
         .with_columns(prev=pl.col("tmax").shift(1).over("region"))
         .with_columns(hot=pl.max_horizontal("tmax", pl.col("prev").fill_null(pl.col("tmax"))))
     )
@@ -337,8 +367,9 @@ def test_regional_weather_follows_the_korean_climate():
     u = u0 + np.arange(0, 10 * 365 * 1440, 30)
     mw = minute_weather(dw, u)
     ts = (u + 9 * 60).astype("datetime64[m]").astype("datetime64[ms]")
-    df = pl.DataFrame({"ts": ts, "seoul": mw.temperature[0], "jeju": mw.temperature[-1],
-                       "cloud": mw.cloud[0]})
+    df = pl.DataFrame(
+        {"ts": ts, "seoul": mw.temperature[0], "jeju": mw.temperature[-1], "cloud": mw.cloud[0]}
+    )
     df = df.with_columns(m=pl.col("ts").dt.month(), h=pl.col("ts").dt.hour(), d=pl.col("ts").dt.date())
     monthly = dict(df.group_by("m").agg(pl.col("seoul").mean()).iter_rows())
     assert -3.5 < monthly[1] < -0.5 and 25.0 < monthly[8] < 27.0
