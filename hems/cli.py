@@ -418,25 +418,12 @@ def _print_summary(settings: Settings) -> None:
 
 
 def main() -> None:
-    """Entry point: run the app; turn known failures into one clear line."""
+    """Entry point: typer reports usage errors itself (exit 2); known failures become one line."""
     try:
-        app(standalone_mode=False)
+        app()
     except (HemsError, SettingsError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", None) or getattr(exc, "code", 0) or 0
-        sys.exit(code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":

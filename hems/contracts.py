@@ -53,15 +53,19 @@ def empty_readings() -> pl.DataFrame:
     return pl.DataFrame(schema=READING_SCHEMA)
 
 
+def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Exactly the columns of ``schema``, in its order and types; missing columns become nulls."""
+    return df.select(
+        [
+            pl.col(name).cast(dtype) if name in df.columns else pl.lit(None, dtype=dtype).alias(name)
+            for name, dtype in schema.items()
+        ]
+    )
+
+
 def conform_readings(df: pl.DataFrame) -> pl.DataFrame:
     """Add missing canonical columns as nulls, cast, and order columns canonically."""
-    exprs = []
-    for name, dtype in READING_SCHEMA.items():
-        if name in df.columns:
-            exprs.append(pl.col(name).cast(dtype))
-        else:
-            exprs.append(pl.lit(None, dtype=dtype).alias(name))
-    return df.select(exprs)
+    return conform(df, READING_SCHEMA)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from hems.contracts import (
     ENVIRONMENTAL_DATA,
     MEASUREMENTS,
     Measurement,
+    conform,
     conform_readings,
     empty_readings,
     measurement_to_readings,
@@ -60,12 +61,7 @@ class RawStore(ABC):
         missing = [c for c in ("ts", *m.tags) if c not in frame.columns]
         if missing:
             raise ValueError(f"{measurement}: frame lacks columns {missing}")
-        frame = frame.select(
-            [
-                pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
-                for c, t in m.schema.items()
-            ]
-        ).filter(pl.col("ts").is_not_null())
+        frame = conform(frame, m.schema).filter(pl.col("ts").is_not_null())
         if frame.is_empty():
             return 0
         return self._write(m, frame)
@@ -82,12 +78,7 @@ class RawStore(ABC):
             raise ValueError("query bounds must be timezone-aware")
         m = _measurement(measurement)
         out = self._query(m, start, end, where)
-        out = out.select(
-            [
-                pl.col(c).cast(t) if c in out.columns else pl.lit(None, dtype=t).alias(c)
-                for c, t in m.schema.items()
-            ]
-        )
+        out = conform(out, m.schema)
         return out.sort([*m.tags, "ts"])
 
     def write_readings(self, readings: pl.DataFrame) -> int:
