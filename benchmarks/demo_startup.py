@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +28,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_closed(ports: list[int], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        still = []
+        for port in ports:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    still.append(port)
+        if not still:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"UIs still listening on {still} after stopping make demo")
 
 
 def time_make_demo(workdir: Path, env: dict[str, str], timeout_s: float = 1200) -> float:
@@ -46,7 +61,10 @@ def time_make_demo(workdir: Path, env: dict[str, str], timeout_s: float = 1200) 
         while time.monotonic() - started < timeout_s:
             line = proc.stdout.readline()
             if not line and proc.poll() is not None:
-                raise RuntimeError("make demo exited early:\n" + "".join(tail[-40:]))
+                rest = proc.stdout.read()
+                raise RuntimeError(
+                    f"make demo exited early ({proc.returncode}):\n" + "".join(tail[-40:]) + rest
+                )
             tail.append(line)
             if "press Ctrl-C to stop" in line:
                 return time.monotonic() - started
@@ -82,6 +100,12 @@ def main() -> None:
         if args.cold_cache:
             env["UV_CACHE_DIR"] = str(Path(tmp) / "uv-cache")
         first = time_make_demo(clone, env)
+        print(f"first make demo: {first:.1f} s", file=sys.stderr, flush=True)
+        ports = [
+            int(env[k])
+            for k in ("HEMS_API__PORT", "HEMS_UI__DAGSTER", "HEMS_UI__DASHBOARDS", "HEMS_UI__MLFLOW")
+        ]
+        wait_closed(ports)  # Ctrl-C on `make demo` must stop every UI it started
         second = time_make_demo(clone, env)
         shutil.rmtree(clone, ignore_errors=True)
     print(

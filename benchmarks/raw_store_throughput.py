@@ -23,10 +23,10 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hems.settings import InfluxSettings  # noqa: E402
-from hems.stores.raw_influx import InfluxRawStore  # noqa: E402
-from hems.stores.raw_parquet import ParquetRawStore  # noqa: E402
-from hems.stores.raw_store import RawStore  # noqa: E402
+from hems.settings import InfluxSettings
+from hems.stores.raw_influx import InfluxRawStore
+from hems.stores.raw_parquet import ParquetRawStore
+from hems.stores.raw_store import RawStore
 
 START = datetime(2025, 7, 1, tzinfo=UTC)
 

@@ -249,6 +249,14 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if `hems` itself is killed (Linux), so no UI outlives it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _serve(names: list[str], settings: Settings) -> None:
     """Start the named UIs, wait until each answers, print their URLs, stop them all on Ctrl-C."""
     from orchestration.lib.runner import prepare_dagster_home
@@ -265,12 +273,30 @@ def _serve(names: list[str], settings: Settings) -> None:
     logs = settings.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen] = {}
+
+    def _stop(signum: int, _frame: object) -> None:
+        # the first signal starts the shutdown; repeats (make, uv and the terminal may each
+        # forward one) must not interrupt it half-way and orphan the UIs
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    # Ctrl-C, a supervisor's SIGTERM or a closed terminal all stop the UIs; SIGINT is set here too
+    # because a shell's background job inherits it ignored
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop)
     try:
         for name in names:
             cmd, _port, _path = commands[name]
             log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
             procs[name] = subprocess.Popen(
-                cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+                cmd,
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + 120
         pending = set(names)
