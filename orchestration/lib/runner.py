@@ -67,10 +67,13 @@ def run_energy_pipeline(first_day: date, last_day: date, settings: Settings | No
         },
         raise_on_error=True,
     )
-    rows = 0
-    for event in landing.get_asset_materialization_events():
-        count = event.materialization.metadata.get("dagster/row_count")
-        rows += int(count.value) if count is not None else 0
+    # a ranged run reports one materialization per partition, each with the run's total
+    counts = [
+        int(event.materialization.metadata["dagster/row_count"].value)  # type: ignore[arg-type]
+        for event in landing.get_asset_materialization_events()
+        if "dagster/row_count" in event.materialization.metadata
+    ]
+    rows = max(counts, default=0)
     marts = materialize(
         assets,
         selection=[hems_dbt_models, app_energy_usage_daily],
