@@ -76,6 +76,10 @@ def simulate(
     ] = False,
     duration: Annotated[float, typer.Option(min=1, help="--live: seconds to publish")] = 60.0,
     speed: Annotated[float, typer.Option(min=1, help="--live: simulated seconds per real second")] = 60.0,
+    faults: Annotated[
+        str | None,
+        typer.Option(help="faults per day, e.g. 'gaps=2,spikes=1' (log: var/simulator/faults.parquet)"),
+    ] = None,
 ) -> None:
     """Simulate households: bulk history into the raw store, or live MQTT publishing."""
     settings = get_settings()
@@ -91,7 +95,7 @@ def simulate(
         console.print(f"published: {stats}")
         return
     first = _parse_day(start) if start else _default_start(settings, days)
-    summary = _simulate_history(settings, households, days, first, seed)
+    summary = _simulate_history(settings, households, days, first, seed, _fault_plan(faults))
     console.print(
         f"simulated {summary.households} households × {summary.days} days "
         f"({summary.first_day} … {summary.last_day}): {summary.readings:,} points, "
@@ -99,13 +103,37 @@ def simulate(
     )
 
 
-def _simulate_history(settings: Settings, households: int, days: int, first: date, seed: int):
+def _fault_plan(spec: str | None):
+    """Parse 'gaps=2,spikes=1' into a FaultPlan; a bad spec is a usage error naming the part."""
+    if not spec:
+        return None
+    from ingest.simulator.faults import FaultPlan
+
+    counts: dict[str, int] = {}
+    for part in spec.split(","):
+        name, _, value = part.partition("=")
+        if not value.strip().isdigit():
+            raise typer.BadParameter(f"{part!r} is not NAME=COUNT", param_hint="--faults")
+        counts[name.strip()] = int(value)
+    try:
+        return FaultPlan(**counts)
+    except TypeError:
+        raise typer.BadParameter(f"unknown fault in {spec!r}", param_hint="--faults") from None
+
+
+def _simulate_history(settings: Settings, households: int, days: int, first: date, seed: int, faults=None):
     from ingest.history import simulate_history
 
     with _progress() as progress:
         task = progress.add_task(f"simulating {households} households", total=days)
         return simulate_history(
-            settings, households, days, first, seed, progress=lambda i, n: progress.update(task, completed=i)
+            settings,
+            households,
+            days,
+            first,
+            seed,
+            progress=lambda i, n: progress.update(task, completed=i),
+            faults=faults,
         )
 
 

@@ -18,6 +18,7 @@ import polars as pl
 from hems.settings import Settings
 from hems.stores import appdb
 from hems.stores.raw_store import get_raw_store
+from ingest.simulator.faults import FaultPlan
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,15 @@ def simulate_history(
     start: date,
     seed: int = 42,
     progress: Callable[[int, int], None] | None = None,
+    faults: FaultPlan | None = None,
 ) -> HistorySummary:
-    """Simulate ``households`` × ``days`` from local day ``start`` into the raw store and app DB."""
+    """Simulate ``households`` × ``days`` from local day ``start`` into the raw store and app DB.
+
+    With ``faults``, each day's readings get that many faults of each kind (gaps, resets, swaps,
+    spikes, duplicates, late, out of order); the fault log is written beside the ground truth.
+    """
     from ingest.simulator import Fleet, simulate_days
+    from ingest.simulator.faults import inject_faults
 
     fleet = Fleet.generate(n_households=households, seed=seed, timezone=settings.domain.timezone)
     raw = get_raw_store(settings)
@@ -54,13 +61,19 @@ def simulate_history(
     appdb.upsert_households(_household_rows(fleet.households), url=url)
 
     truths: list[pl.DataFrame] = []
+    fault_logs: list[pl.DataFrame] = []
     devices: dict[str, tuple[str, str]] = {}
     written = 0
     for i, chunk in enumerate(simulate_days(fleet, start=start, days=days), start=1):
-        written += raw.write_readings(chunk.readings)
+        readings = chunk.readings
+        if faults is not None:
+            injected = inject_faults(readings, faults, seed=seed + i)
+            readings = injected.readings
+            fault_logs.append(injected.log)
+        written += raw.write_readings(readings)
         if chunk.weather is not None and chunk.weather.height:
             raw.write("weather", chunk.weather)
-        for row in chunk.readings.select("device_id", "household_id", "device_type").unique().iter_rows():
+        for row in readings.select("device_id", "household_id", "device_type").unique().iter_rows():
             devices[row[0]] = (row[1], row[2])
         truths.append(chunk.truth)
         if progress:
@@ -76,6 +89,10 @@ def simulate_history(
     path = truth_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     truth.write_parquet(path)
+    faults_path = path.with_name("faults.parquet")
+    faults_path.unlink(missing_ok=True)
+    if fault_logs:
+        pl.concat(fault_logs, how="diagonal_relaxed").write_parquet(faults_path)
     return HistorySummary(
         households=households,
         days=days,

@@ -37,7 +37,11 @@ def test_unreachable_influxdb_names_service_address_and_fix(tmp_path: Path) -> N
     port = free_port()
     line = one_error_line(
         hems(
-            "simulate", "--households", "1", "--days", "1",
+            "simulate",
+            "--households",
+            "1",
+            "--days",
+            "1",
             env={"HEMS_PROFILE": "stack", "HEMS_INFLUX__PORT": str(port), "HEMS_DATA_DIR": str(tmp_path)},
         )
     )
@@ -50,9 +54,14 @@ def test_unreachable_postgres_for_the_pipeline(tmp_path: Path) -> None:
     port = free_port()
     line = one_error_line(
         hems(
-            "demo", "--no-serve",
-            env={"HEMS_PROFILE": "stack", "HEMS_POSTGRES__PORT": str(port), "HEMS_DATA_DIR": str(tmp_path),
-                 "HEMS_INFLUX__DATABASE": "hems_test_unused"},
+            "demo",
+            "--no-serve",
+            env={
+                "HEMS_PROFILE": "stack",
+                "HEMS_POSTGRES__PORT": str(port),
+                "HEMS_DATA_DIR": str(tmp_path),
+                "HEMS_INFLUX__DATABASE": "hems_test_unused",
+            },
         )
     )
     assert "PostgreSQL" in line
@@ -64,7 +73,9 @@ def test_busy_ui_port_is_reported(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        line = one_error_line(hems("serve", env={"HEMS_API__PORT": str(port), "HEMS_DATA_DIR": str(tmp_path)}))
+        line = one_error_line(
+            hems("serve", env={"HEMS_API__PORT": str(port), "HEMS_DATA_DIR": str(tmp_path)})
+        )
     assert f"api port {port}" in line
 
 
@@ -81,3 +92,22 @@ def test_bad_arguments(args: tuple[str, ...], needle: str, tmp_path: Path) -> No
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_simulate_with_faults_writes_a_fault_log(tmp_path: Path) -> None:
+    import polars as pl
+
+    proc = hems(
+        "simulate", "--households", "2", "--days", "1", "--faults", "gaps=1,spikes=1",
+        env={"HEMS_PROFILE": "local", "HEMS_DATA_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = pl.read_parquet(tmp_path / "simulator" / "faults.parquet")
+    assert sorted(log["kind"].to_list()) == ["gap", "spike"]
+
+
+@pytest.mark.parametrize("spec", ["bogus=1", "gaps", "gaps=-1"])
+def test_simulate_rejects_a_bad_fault_spec(spec: str, tmp_path: Path) -> None:
+    proc = hems("simulate", "--faults", spec, env={"HEMS_DATA_DIR": str(tmp_path)})
+    assert proc.returncode == 2
+    assert "--faults" in proc.stderr
