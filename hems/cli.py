@@ -17,7 +17,7 @@ import sys
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -109,7 +109,7 @@ def _fault_plan(spec: str | None):
         return None
     from ingest.simulator.faults import FaultPlan
 
-    counts: dict[str, int] = {}
+    counts: dict[str, Any] = {}
     for part in spec.split(","):
         name, _, value = part.partition("=")
         if not value.strip().isdigit():
