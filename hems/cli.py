@@ -163,6 +163,44 @@ def pipeline(
     )
 
 
+@app.command()
+def bill(
+    kwh: Annotated[float, typer.Option(min=0, help="kWh used in the month")],
+    month: Annotated[str, typer.Option(help="billing month YYYY-MM")],
+    as_json: Annotated[bool, typer.Option("--json", help="print machine-readable JSON")] = False,
+) -> None:
+    """KEPCO residential low-voltage bill breakdown (the same code and tariff rows as the marts)."""
+    from hems.domain.tariff import kepco_bill
+
+    try:
+        breakdown = kepco_bill(kwh, month)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--month") from None
+    if as_json:
+        print(json.dumps(breakdown.to_dict(), ensure_ascii=False))
+        return
+
+    def num(value) -> str:  # 1,200 / 32,297.3: thousands separators, no trailing zeros
+        return f"{value:,.4f}".rstrip("0").rstrip(".")
+
+    b = breakdown
+    table = Table(
+        "component", "kWh", "rate", "KRW", title=f"KEPCO residential low voltage, {month} ({b.season})"
+    )
+    table.add_row(f"base charge (tier {b.tier})", "", "", num(b.base_charge))
+    for block in b.blocks:
+        name = "super-user (>1,000 kWh)" if block.is_super_user else f"energy block {block.block}"
+        table.add_row(f"  {name}", num(block.kwh), num(block.rate), num(block.amount))
+    table.add_row("energy charge", num(b.kwh), "", num(b.energy_charge))
+    table.add_row("climate-environment", "", num(b.climate_rate), num(b.climate_charge))
+    table.add_row("fuel-cost adjustment", "", num(b.fuel_rate), num(b.fuel_charge))
+    table.add_row("subtotal", "", "", num(b.subtotal))
+    table.add_row("VAT", "", f"{b.vat_rate:.1%}", num(b.vat))
+    table.add_row("power-industry fund", "", f"{b.fund_rate:.1%}", num(b.fund))
+    table.add_row("[bold]total[/]", "", "", f"[bold]{num(b.total)}[/]")
+    console.print(table)
+
+
 # --- stack services -------------------------------------------------------------------------
 def _services_table(rows) -> Table:
     table = Table("service", "address", "state", "detail")

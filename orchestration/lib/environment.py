@@ -50,7 +50,7 @@ def ensure_manifest(force: bool = False) -> Path:
     fallback that keeps a fresh clone loadable in the Dagster UI.
     """
     path = manifest_path()
-    if path.exists() and not force:
+    if path.exists() and not force and not _project_changed_since(path.stat().st_mtime):
         return path
     apply_dbt_env()
     from dbt.cli.main import dbtRunner
@@ -61,3 +61,11 @@ def ensure_manifest(force: bool = False) -> Path:
     if not result.success or not path.exists():
         raise RuntimeError(f"dbt parse failed for {DBT_PROJECT_DIR}: {result.exception}")
     return path
+
+
+def _project_changed_since(mtime: float) -> bool:
+    """A model, macro, seed or the project file is newer than the manifest (a stale parse)."""
+    watched = [DBT_PROJECT_DIR / "dbt_project.yml"]
+    for folder in ("models", "macros", "seeds", "tests"):
+        watched.extend(p for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.is_file())
+    return any(p.stat().st_mtime > mtime for p in watched)

@@ -15,7 +15,12 @@ def test_definitions_load_with_lineage_from_raw_to_app_database() -> None:
         "raw_energy_readings",
         "staging/stg_raw__energy_readings",
         "intermediate/int_meter_intervals_differenced",
+        "intermediate/int_household_days_billed",
         "marts/energy_usage_daily",
+        "marts/fct_bills_monthly",
+        "reference/tariff_kepco_residential_low_voltage",
+        "reference/tariff_kepco_residential_seasons",
+        "reference/tariff_kepco_surcharges",
         "app_energy_usage_daily",
     }
     # lineage: the dbt staging model reads the landed raw readings; publishing reads the mart

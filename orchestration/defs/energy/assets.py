@@ -112,6 +112,7 @@ def app_energy_usage_daily(stores: StoresResource) -> MaterializeResult:
         "mid_usage_kwh",
         "off_peak_usage_kwh",
         "grid_consumption_kwh",
+        "cost_krw",
         "carbon_emission_kg",
     ]
     written = appdb.upsert_energy_usage_daily(daily.select(columns), url=stores.app_database_url())

@@ -1,0 +1,1 @@
+"""Domain rules of DESIGN §5 as plain, I/O-light functions (tariffs, programs, baselines)."""
