@@ -33,6 +33,8 @@ services_app = typer.Typer(
     help="Stack services: PostgreSQL, Redis, Mosquitto, InfluxDB", no_args_is_help=True
 )
 app.add_typer(services_app, name="services")
+ingest_app = typer.Typer(help="Ingest workers: MQTT subscriber, Modbus TCP poller", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
 console = Console()
 err = Console(stderr=True)
 
@@ -199,6 +201,87 @@ def bill(
     table.add_row("power-industry fund", "", f"{b.fund_rate:.1%}", num(b.fund))
     table.add_row("[bold]total[/]", "", "", f"[bold]{num(b.total)}[/]")
     console.print(table)
+
+
+# --- ingest workers -------------------------------------------------------------------------
+def _device_tracker(settings: Settings):
+    """Device state (latest readings, last_seen, offline notifications) with its sweeper thread."""
+    import threading
+
+    from ingest.device_state import DeviceStateTracker
+
+    tracker = DeviceStateTracker.from_settings(settings)
+    stop = threading.Event()
+    threading.Thread(target=tracker.run_sweeper, args=(stop,), daemon=True, name="device-sweeper").start()
+    return tracker, stop
+
+
+@ingest_app.command("mqtt")
+def ingest_mqtt(
+    metrics_port: Annotated[int | None, typer.Option(help="serve Prometheus /metrics on this port")] = None,
+    client_id: Annotated[str | None, typer.Option(help="MQTT client id (stable: persistent session)")] = None,
+) -> None:
+    """Subscribe to device telemetry and status, validate, land in the raw store (Ctrl-C stops)."""
+    from ingest.mqtt import run_worker
+
+    settings = get_settings()
+    tracker, stop = _device_tracker(settings)
+    try:
+        stats = run_worker(
+            settings,
+            metrics_port=metrics_port,
+            client_id=client_id,
+            on_valid=tracker.observe,
+            on_status=tracker.on_status,
+        )
+    finally:
+        stop.set()
+    console.print(f"stopped: {stats}")
+
+
+@ingest_app.command("modbus")
+def ingest_modbus(
+    config: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="devices YAML (see docs/modbus.md)")
+    ],
+) -> None:
+    """Poll Modbus TCP meters concurrently; readings go through the same pipeline as MQTT."""
+    from datetime import UTC
+
+    import polars as pl
+
+    from hems.stores.raw_store import get_raw_store
+    from ingest.modbus import run_forever
+    from ingest.pipeline import REJECT_SCHEMA, IngestPipeline
+    from ingest.quarantine import Quarantine
+
+    settings = get_settings()
+    tracker, stop = _device_tracker(settings)
+    quarantine = Quarantine(settings.app_database_url)
+    pipeline = IngestPipeline(
+        get_raw_store(settings), quarantine, settings=settings, on_valid=tracker.observe
+    )
+
+    def on_reject(device_id: str, field: str, value: float, reason: str) -> None:
+        row = {
+            "topic": f"modbus/{device_id}",
+            "payload": f"{field}={value!r}".encode(),
+            "reason": f"{reason}:{field}",
+            "detail": f"register value {value!r} for {field}",
+            "received_at": datetime.now(UTC),
+            "household_id": None,
+            "device_id": device_id,
+            "index": None,
+        }
+        quarantine.add(pl.DataFrame([row], schema=REJECT_SCHEMA), source="modbus")
+
+    try:
+        stats = run_forever(
+            config, sink=lambda frame: pipeline.process_readings(frame, "modbus"), on_reject=on_reject
+        )
+    finally:
+        stop.set()
+    console.print(f"stopped: {stats}")
 
 
 # --- stack services -------------------------------------------------------------------------

@@ -101,6 +101,29 @@ class DomainSettings(BaseModel):
         return v
 
 
+class IngestSettings(BaseModel):
+    """Ingest knobs (``HEMS_INGEST__<NAME>``): batching, validation bounds, spool, shared subscription."""
+
+    #: readings stamped further ahead of their arrival than this are rejected (clock skew allowance)
+    max_future_s: float = Field(300.0, ge=0)
+    #: readings older than this at arrival are rejected (devices buffer a few days offline, not months)
+    max_age_days: float = Field(30.0, gt=0)
+    #: messages per batch, and the longest a message waits for its batch to fill
+    batch_size: int = Field(5_000, ge=1)
+    batch_max_wait_s: float = Field(0.25, gt=0)
+    batch_max_bytes: int = Field(8 << 20, ge=1)
+    #: bound of the in-memory queue between the network thread and the batcher
+    queue_max: int = Field(200_000, ge=1)
+    #: spool directory (default: <HEMS_DATA_DIR>/ingest-spool) and its bounds
+    spool_dir: str = ""
+    spool_max_bytes: int = Field(1 << 30, ge=1)
+    spool_max_files: int = Field(10_000, ge=1)
+    #: optional MQTT shared-subscription group ($share/<group>/...) so N workers split the load
+    shared_group: str = ""
+    #: largest accepted HTTP batch (readings)
+    http_max_readings: int = Field(10_000, ge=1)
+
+
 class DemoSettings(BaseModel):
     households: int = Field(20, ge=1, le=100_000)
     days: int = Field(14, ge=1, le=3660)
@@ -127,6 +150,7 @@ class Settings(BaseSettings):
     ui: UiPorts = UiPorts()
     domain: DomainSettings = DomainSettings()
     demo: DemoSettings = DemoSettings()
+    ingest: IngestSettings = IngestSettings()
 
     @field_validator("pipeline_start_date")
     @classmethod

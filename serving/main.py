@@ -6,7 +6,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from hems.settings import get_settings
-from serving.api.routes import dashboard, health
+from serving.api.routes import dashboard, health, realtime
+from serving.api.routes import ingest as ingest_routes
 from serving.problems import install_problem_handlers
 
 
@@ -27,6 +28,8 @@ def create_app() -> FastAPI:
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(dashboard.router)
+    app.include_router(ingest_routes.router)
+    app.include_router(realtime.router)
     return app
 
 

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -82,6 +82,23 @@ class Cache(ABC):
     @abstractmethod
     def ping(self) -> None:
         """Raise :class:`~hems.errors.ServiceUnavailable` when the cache cannot be reached."""
+
+    @abstractmethod
+    def zrange_by_score(self, key: str, min_score: float, max_score: float) -> list[tuple[str, float]]:
+        """Members with ``min_score <= score <= max_score``, lowest score first (due-date sweeps)."""
+
+    @abstractmethod
+    def zrem(self, key: str, *members: str) -> int:
+        """Remove members of a sorted set; returns how many were members."""
+
+    def hset_json_many(self, items: Mapping[str, Mapping[str, Any]]) -> None:
+        """Set fields of several hashes; Redis does it in one pipelined round trip (batch writers)."""
+        for key, mapping in items.items():
+            self.hset_json(key, dict(mapping))
+
+    def hgetall_json_many(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """:meth:`hgetall_json` of several keys, in order; Redis: one pipelined round trip."""
+        return [self.hgetall_json(key) for key in keys]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections (no-op by default)."""
@@ -194,6 +211,37 @@ class RedisCache(Cache):
         with self._guard():
             rank = self.client.zrevrank(self._k(key), member)
         return None if rank is None else int(cast(int, rank))
+
+    def zrange_by_score(self, key: str, min_score: float, max_score: float) -> list[tuple[str, float]]:
+        with self._guard():
+            rows = self.client.zrangebyscore(self._k(key), min_score, max_score, withscores=True)
+        return [(_text(m), float(s)) for m, s in cast(list[tuple[bytes, float]], rows)]
+
+    def zrem(self, key: str, *members: str) -> int:
+        if not members:
+            return 0
+        with self._guard():
+            return int(cast(int, self.client.zrem(self._k(key), *members)))
+
+    def hset_json_many(self, items: Mapping[str, Mapping[str, Any]]) -> None:
+        items = {k: m for k, m in items.items() if m}
+        if not items:
+            return
+        with self._guard():
+            pipe = self.client.pipeline(transaction=False)
+            for key, mapping in items.items():
+                pipe.hset(self._k(key), mapping={f: _dumps(v) for f, v in mapping.items()})
+            pipe.execute()
+
+    def hgetall_json_many(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        if not keys:
+            return []
+        with self._guard():
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(self._k(key))
+            raws = pipe.execute()
+        return [{_text(f): orjson.loads(v) for f, v in cast(dict[bytes, bytes], raw).items()} for raw in raws]
 
     def incr_window(self, key: str, window_s: float) -> int:
         if window_s <= 0:
@@ -329,6 +377,16 @@ class MemoryCache(Cache):
             zset = self._typed(key, _SortedSet)
             return None if zset is None else zset.rank_desc(member)
 
+    def zrange_by_score(self, key: str, min_score: float, max_score: float) -> list[tuple[str, float]]:
+        with self._lock:
+            zset = self._typed(key, _SortedSet)
+            return [] if zset is None else zset.range_by_score(min_score, max_score)
+
+    def zrem(self, key: str, *members: str) -> int:
+        with self._lock:
+            zset = self._typed(key, _SortedSet)
+            return 0 if zset is None else sum(zset.remove(m) for m in members)
+
     def incr_window(self, key: str, window_s: float) -> int:
         if window_s <= 0:
             raise ValueError(f"window_s must be positive, got {window_s}")
@@ -367,6 +425,22 @@ class _SortedSet:
             del self.order[bisect.bisect_left(self.order, (old, member))]
         self.scores[member] = score
         bisect.insort(self.order, (score, member))
+
+    def remove(self, member: str) -> bool:
+        score = self.scores.pop(member, None)
+        if score is None:
+            return False
+        del self.order[bisect.bisect_left(self.order, (score, member))]
+        return True
+
+    def range_by_score(self, low: float, high: float) -> list[tuple[str, float]]:
+        start = bisect.bisect_left(self.order, (low, ""))
+        out = []
+        for score, member in self.order[start:]:
+            if score > high:
+                break
+            out.append((member, score))
+        return out
 
     def top(self, n: int, offset: int) -> list[tuple[str, float]]:
         end = len(self.order) - offset

@@ -317,3 +317,24 @@ class ChallengeParticipant(Base):
         sa.String(64), sa.ForeignKey("households.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     joined_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
+
+
+class IngestQuarantine(Base):
+    """A reading the ingest pipeline rejected: kept with its raw payload so it can be inspected and
+    replayed. ``fingerprint`` (topic, payload, reason) makes re-quarantining a redelivered
+    message a no-op, so at-least-once delivery never duplicates quarantine rows."""
+
+    __tablename__ = "ingest_quarantine"
+    __table_args__ = (sa.Index(None, "received_at"), sa.Index(None, "reason"))
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    received_at: Mapped[dt.datetime]
+    source: Mapped[str] = mapped_column(sa.String(16))
+    topic: Mapped[str] = mapped_column(sa.String(1024))
+    household_id: Mapped[str | None] = mapped_column(sa.String(128))
+    device_id: Mapped[str | None] = mapped_column(sa.String(128))
+    reason: Mapped[str] = mapped_column(sa.String(96))
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+    payload: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=_now())

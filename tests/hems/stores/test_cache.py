@@ -119,6 +119,19 @@ def test_incr_window_is_atomic_under_threads(cache: Cache) -> None:
     assert cache.incr_window("rl:burst", 60) == threads * hits + 1
 
 
+def test_score_ranges_removal_and_pipelined_hashes(cache: Cache) -> None:
+    cache.zadd("due", {"a": 1.0, "b": 5.0, "c": 3.0, "d": 9.0})
+    assert cache.zrange_by_score("due", float("-inf"), 5.0) == [("a", 1.0), ("c", 3.0), ("b", 5.0)]
+    assert cache.zrem("due", "a", "zz") == 1
+    assert cache.zrange_by_score("due", 2.0, 4.0) == [("c", 3.0)]
+    assert cache.zrange_by_score("none", 0, 10) == [] and cache.zrem("none", "x") == 0
+
+    cache.hset_json_many({"h1": {"x": {"v": 1}}, "h2": {"y": [2]}, "h3": {}})
+    cache.hset_json_many({"h1": {"z": None}})
+    assert cache.hgetall_json_many(["h1", "missing", "h2"]) == [{"x": {"v": 1}, "z": None}, {}, {"y": [2]}]
+    assert cache.hgetall_json_many([]) == []
+
+
 def test_ping(cache: Cache) -> None:
     cache.ping()
 

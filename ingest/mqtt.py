@@ -1,0 +1,397 @@
+"""The MQTT ingest worker: at-least-once from the broker into the raw store.
+
+How the guarantee is kept (DESIGN §6):
+
+* MQTT 3.1.1 persistent session (``clean_session=False``, stable client id), QoS 1, so the broker
+  queues messages while the worker is down and re-sends unacknowledged ones after a reconnect;
+* paho's ``manual_ack``: the network callback only enqueues; a batcher thread batches by size and
+  time, runs the pipeline, and sends each PUBACK only once its batch is durable — written to the
+  raw store (and rejects to quarantine), or to the on-disk spool when a store is down;
+* an ack is only sent on the connection the message came in on: after a reconnect the broker
+  re-sends what was not acknowledged, and acking an old packet id on a new connection could ack a
+  different message;
+* when the spool is full the worker stops acknowledging; the broker holds the messages.
+
+Status topics (``online``/``offline``, a device's last will) go to the ``on_status`` hook.
+Scale out by running N workers with ``shared_group`` set: ``$share/<group>/...`` splits the load.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+import polars as pl
+from paho.mqtt.enums import CallbackAPIVersion
+
+from hems.errors import ServiceUnavailable
+from hems.settings import Settings, get_settings
+from ingest.metrics import IngestMetrics
+from ingest.pipeline import IngestPipeline, IngestSettings, Message
+from ingest.spool import Replayer, Spool
+
+log = logging.getLogger(__name__)
+
+StatusHook = Callable[[str, str, str, datetime], None]
+STATUSES = frozenset({"online", "offline"})
+
+
+@dataclass
+class WorkerStats:
+    received: int = 0
+    acked: int = 0
+    batches: int = 0
+    written: int = 0
+    rejected: int = 0
+    spooled_batches: int = 0
+    status_messages: int = 0
+    connects: int = 0
+
+
+@dataclass(slots=True)
+class _Item:
+    topic: str
+    payload: bytes
+    at: float
+    mid: int
+    qos: int
+    epoch: int
+
+
+class MqttWorker:
+    """Subscribe, batch, write, acknowledge. :meth:`start` then :meth:`stop` (or :func:`run_worker`)."""
+
+    def __init__(
+        self,
+        pipeline: IngestPipeline,
+        spool: Spool,
+        *,
+        settings: Settings | None = None,
+        ingest_settings: IngestSettings | None = None,
+        metrics: IngestMetrics | None = None,
+        on_status: StatusHook | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.ingest = ingest_settings or pipeline.ingest
+        self.pipeline = pipeline
+        self.spool = spool
+        self.metrics = metrics
+        self.on_status = on_status
+        self.stats = WorkerStats()
+        m = self.settings.mqtt
+        self.prefix = m.topic_prefix.strip("/")
+        share = f"$share/{self.ingest.shared_group}/" if self.ingest.shared_group else ""
+        self.subscriptions: list[tuple[str, int]] = [
+            (f"{share}{self.prefix}/+/+/telemetry", m.qos),
+            (f"{share}{self.prefix}/+/+/status", m.qos),
+        ]
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id or m.client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        if m.username:
+            self.client.username_pw_set(m.username, m.password.get_secret_value() or None)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self._queue: deque[_Item] = deque()
+        self._epoch = 0
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._batcher = threading.Thread(target=self._batch_loop, name="ingest-batcher", daemon=True)
+        self.replayer = Replayer(spool, self._replay, on_replayed=self._replayed)
+        self._down_logged = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> MqttWorker:
+        m = self.settings.mqtt
+        self.client.connect_async(m.host, m.port, keepalive=30)
+        self.client.loop_start()
+        self._batcher.start()
+        self.replayer.start()
+        return self
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        return self._connected.wait(timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the queued batch (acknowledging it), then disconnect; later messages are re-sent."""
+        self._stop.set()
+        self._batcher.join(timeout)
+        self.replayer.stop()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # --- network thread: enqueue only --------------------------------------------------------
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT broker refused the connection: %s", reason_code)
+            return
+        self._epoch += 1
+        self.stats.connects += 1
+        client.subscribe(self.subscriptions)
+        self._connected.set()
+        log.info(
+            "MQTT connected to %s:%s (session present: %s)",
+            self.settings.mqtt.host,
+            self.settings.mqtt.port,
+            getattr(flags, "session_present", "?"),
+        )
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
+    ) -> None:
+        self._connected.clear()
+        if not self._stop.is_set():
+            log.warning("MQTT disconnected (%s); reconnecting", reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        q = self._queue
+        q.append(_Item(msg.topic, msg.payload, time.time(), msg.mid, msg.qos, self._epoch))
+        if len(q) > self.ingest.queue_max:  # backpressure: the broker's in-flight window is too large
+            while len(q) > self.ingest.queue_max and not self._stop.is_set():
+                time.sleep(0.01)
+
+    # --- batcher thread -------------------------------------------------------------------------
+    def _take(self) -> list[_Item]:
+        """Up to batch_size messages (or batch_max_bytes of payload), waiting at most batch_max_wait_s."""
+        q, size, max_bytes = self._queue, self.ingest.batch_size, self.ingest.batch_max_bytes
+        deadline = time.monotonic() + self.ingest.batch_max_wait_s
+        while len(q) < size and time.monotonic() < deadline and not self._stop.is_set():
+            time.sleep(0.005)
+        out: list[_Item] = []
+        total = 0
+        while q and len(out) < size and total < max_bytes:
+            it = q.popleft()
+            out.append(it)
+            total += len(it.payload)
+        return out
+
+    def _batch_loop(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            items = self._take()
+            if items:
+                try:
+                    self._handle(items)
+                except Exception:  # never die on a batch; it stays unacknowledged and is re-sent
+                    log.exception("ingest batch failed; its messages will be re-delivered")
+            if self.metrics is not None:
+                self.metrics.queue_depth.set(len(self._queue))
+            if stopping and not items:
+                return
+
+    def _handle(self, items: list[_Item]) -> None:
+        telemetry: list[Message] = []
+        for it in items:
+            at = datetime.fromtimestamp(it.at, UTC)
+            if it.topic.endswith("/status"):
+                self._status(it, at)
+            else:
+                telemetry.append(Message(it.topic, it.payload, at))
+        self.stats.received += len(items)
+        if self.metrics is not None:
+            self.metrics.received.labels(kind="telemetry").inc(len(telemetry))
+            self.metrics.received.labels(kind="status").inc(len(items) - len(telemetry))
+        if telemetry and not self._persist(telemetry):
+            return  # stopping while the spool is full: not acknowledged, the broker re-sends
+        self.stats.batches += 1
+        self._ack(items)
+
+    def _persist(self, messages: list[Message]) -> bool:
+        """Make a batch durable: write it, or spool it; wait while the spool is full."""
+        while True:
+            with self.spool.lock:
+                direct = len(self.spool) == 0
+                if not direct and self._spool(messages):
+                    return True
+            if direct:
+                try:
+                    result = self.pipeline.process_messages(messages)
+                    self.stats.written += result.written
+                    self.stats.rejected += result.rejected
+                    if self._down_logged:
+                        log.info("raw store reachable again")
+                        self._down_logged = False
+                    return True
+                except ServiceUnavailable as exc:
+                    if not self._down_logged:
+                        log.warning("store unavailable, spooling batches: %s", exc)
+                        self._down_logged = True
+                except Exception:
+                    log.exception("unexpected failure writing a batch; spooling it for replay")
+                with self.spool.lock:
+                    if self._spool(messages):
+                        return True
+            if self._stop.is_set():
+                return False
+            self._stop.wait(0.5)
+
+    def _spool(self, messages: list[Message]) -> bool:
+        ok = self.spool.append(messages)
+        if ok:
+            self.stats.spooled_batches += 1
+            self.replayer.wake()
+            if self.metrics is not None:
+                self.metrics.spooled.inc()
+                d = self.spool.depth()
+                self.metrics.set_spool(d.files, d.bytes)
+        return ok
+
+    def _replay(self, messages: list[Message]) -> object:
+        result = self.pipeline.process_messages(messages)
+        self.stats.written += result.written
+        self.stats.rejected += result.rejected
+        return result
+
+    def _replayed(self, n: int) -> None:
+        if self.metrics is not None:
+            d = self.spool.depth()
+            self.metrics.set_spool(d.files, d.bytes)
+
+    def _ack(self, items: list[_Item]) -> None:
+        epoch = self._epoch
+        acked = 0
+        for it in items:
+            if it.qos > 0 and it.epoch == epoch:
+                self.client.ack(it.mid, it.qos)
+                acked += 1
+        self.stats.acked += acked
+        if self.metrics is not None:
+            self.metrics.acked.inc(acked)
+
+    def _status(self, it: _Item, at: datetime) -> None:
+        self.stats.status_messages += 1
+        parts = it.topic.split("/")
+        n = len(self.prefix.split("/")) if self.prefix else 0
+        if len(parts) != n + 3:
+            return
+        status = _status_value(it.payload)
+        if status is None:
+            log.debug("ignoring status payload %r on %s", it.payload[:50], it.topic)
+            if self.metrics is not None:
+                self.metrics.rejected.labels(reason="invalid_status").inc()
+            return
+        if self.on_status is not None:
+            try:
+                self.on_status(parts[n], parts[n + 1], status, at)
+            except Exception:
+                log.exception("on_status hook failed")
+
+
+def _status_value(payload: bytes) -> str | None:
+    text = payload.strip().lower()
+    if text in (b"online", b"offline"):
+        return text.decode()
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    value = body.get("status") if isinstance(body, dict) else body
+    return value if isinstance(value, str) and value in STATUSES else None
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def build_worker(
+    settings: Settings | None = None,
+    *,
+    ingest_settings: IngestSettings | None = None,
+    metrics: IngestMetrics | None = None,
+    on_status: StatusHook | None = None,
+    on_valid: Callable[[pl.DataFrame], None] | None = None,
+    client_id: str | None = None,
+) -> MqttWorker:
+    """A worker wired to the configured raw store, quarantine (app database) and spool."""
+    from hems.stores import appdb
+    from hems.stores.raw_store import get_raw_store
+    from ingest.quarantine import Quarantine
+
+    settings = settings or get_settings()
+    ingest = ingest_settings or settings.ingest
+    raw = get_raw_store(settings)
+    try:
+        raw.ensure()
+    except ServiceUnavailable as exc:  # the spool absorbs the outage; start anyway
+        log.warning("raw store not reachable at start (%s); batches will be spooled", exc)
+    appdb.migrate(settings.app_database_url)
+    quarantine = Quarantine(settings.app_database_url)
+    pipeline = IngestPipeline(
+        raw, quarantine, settings=settings, ingest_settings=ingest, on_valid=on_valid, metrics=metrics
+    )
+    spool_dir = Path(ingest.spool_dir) if ingest.spool_dir else settings.data_dir / "ingest-spool"
+    spool = Spool(spool_dir, max_bytes=ingest.spool_max_bytes, max_files=ingest.spool_max_files)
+    return MqttWorker(
+        pipeline,
+        spool,
+        settings=settings,
+        ingest_settings=ingest,
+        metrics=metrics,
+        on_status=on_status,
+        client_id=client_id,
+    )
+
+
+def run_worker(
+    settings: Settings | None = None,
+    *,
+    stop_event: threading.Event | None = None,
+    metrics_port: int | None = None,
+    on_status: StatusHook | None = None,
+    on_valid: Callable[[pl.DataFrame], None] | None = None,
+    ingest_settings: IngestSettings | None = None,
+    client_id: str | None = None,
+) -> WorkerStats:
+    """Run the worker until ``stop_event`` is set (or SIGTERM/SIGINT in the main thread)."""
+    stop_event = stop_event or threading.Event()
+    metrics = IngestMetrics()
+    if metrics_port:
+        metrics.serve(metrics_port)
+    worker = build_worker(
+        settings,
+        ingest_settings=ingest_settings,
+        metrics=metrics,
+        on_status=on_status,
+        on_valid=on_valid,
+        client_id=client_id,
+    )
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop_event.set())
+    worker.start()
+    s = worker.settings.mqtt
+    log.info("ingest worker connecting to %s:%s as %s", s.host, s.port, client_id or s.client_id)
+    try:
+        while not stop_event.wait(1.0):
+            pass
+    finally:
+        worker.stop()
+    log.info("ingest worker stopped: %s", worker.stats)
+    return worker.stats
+
+
+if __name__ == "__main__":  # `python -m ingest.mqtt` (tests run the worker as a subprocess this way)
+    logging.basicConfig(
+        level=get_settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    run_worker()
