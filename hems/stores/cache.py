@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 
 from hems.errors import ServiceUnavailable
+from hems.stores.profile_instances import ProfileInstances
 
 if TYPE_CHECKING:
     from hems.settings import RedisSettings, Settings
@@ -456,24 +457,9 @@ class _SortedSet:
 
 # --- factory ---------------------------------------------------------------------------------
 
-_factory_lock = threading.Lock()
-_memory: MemoryCache | None = None
-_redis: dict[tuple[str, int, int, str], RedisCache] = {}
+_instances: ProfileInstances[Cache] = ProfileInstances(RedisCache, MemoryCache)
 
 
 def get_cache(settings: Settings | None = None) -> Cache:
     """The cache for the profile: Redis in ``stack``, one process-wide MemoryCache in ``local``."""
-    from hems.settings import Profile, get_settings
-
-    settings = settings or get_settings()
-    global _memory
-    with _factory_lock:
-        if settings.profile is Profile.stack:
-            r = settings.redis
-            ident = (r.host, r.port, r.db, r.key_prefix)
-            if ident not in _redis:
-                _redis[ident] = RedisCache(r)
-            return _redis[ident]
-        if _memory is None:
-            _memory = MemoryCache()
-        return _memory
+    return _instances.get(settings)

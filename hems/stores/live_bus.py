@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from hems.errors import ServiceUnavailable
+from hems.stores.profile_instances import ProfileInstances
 
 if TYPE_CHECKING:
     from hems.settings import RedisSettings, Settings
@@ -324,24 +325,9 @@ class _RedisSubscription(Subscription):
 
 # --- factory ---------------------------------------------------------------------------------
 
-_factory_lock = threading.Lock()
-_in_process: InProcessLiveBus | None = None
-_redis: dict[tuple[str, int, int, str], RedisLiveBus] = {}
+_instances: ProfileInstances[LiveBus] = ProfileInstances(RedisLiveBus, InProcessLiveBus)
 
 
 def get_live_bus(settings: Settings | None = None) -> LiveBus:
     """Redis pub/sub in ``stack``; one process-wide in-process bus in ``local``."""
-    from hems.settings import Profile, get_settings
-
-    settings = settings or get_settings()
-    global _in_process
-    with _factory_lock:
-        if settings.profile is Profile.stack:
-            r = settings.redis
-            ident = (r.host, r.port, r.db, r.key_prefix)
-            if ident not in _redis:
-                _redis[ident] = RedisLiveBus(r)
-            return _redis[ident]
-        if _in_process is None:
-            _in_process = InProcessLiveBus()
-        return _in_process
+    return _instances.get(settings)

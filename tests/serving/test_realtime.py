@@ -38,8 +38,8 @@ def app_env(
     monkeypatch.setenv("HEMS_PROFILE", "local")
     monkeypatch.setenv("HEMS_DATA_DIR", str(tmp_path / "var"))
     # fresh process-wide in-memory cache and bus for this test
-    monkeypatch.setattr("hems.stores.cache._memory", None)
-    monkeypatch.setattr("hems.stores.live_bus._in_process", None)
+    monkeypatch.setattr("hems.stores.cache._instances._local", None)  # a fresh in-process cache
+    monkeypatch.setattr("hems.stores.live_bus._instances._local", None)  # and bus per test
     get_settings.cache_clear()
     from serving.main import create_app
 
