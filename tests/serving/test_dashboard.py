@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from hems.settings import get_settings
+from hems.settings import Settings
 from hems.stores import appdb
 from hems.stores.raw_store import get_raw_store
 
@@ -18,17 +18,11 @@ SEOUL = ZoneInfo("Asia/Seoul")
 
 
 @pytest.fixture
-def client(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("HEMS_PROFILE", "local")
-    monkeypatch.setenv("HEMS_DATA_DIR", str(tmp_path / "var"))
-    get_settings.cache_clear()
-    from serving import deps
+def client(embedded_api: Settings) -> Iterator[TestClient]:
     from serving.main import create_app
 
-    deps.raw_store_dep.cache_clear()
-    settings = get_settings()
+    settings = embedded_api
     url = settings.app_database_url
-    appdb.migrate(url)
     appdb.upsert_households([{"id": "hh-1", "name": "one", "timezone": "Asia/Seoul"}], url=url)
     appdb.upsert_households([{"id": "hh-2", "name": "two", "timezone": "Asia/Seoul"}], url=url)
     appdb.upsert_energy_usage_daily(
@@ -61,8 +55,6 @@ def client(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
         )
     )
     yield TestClient(create_app())
-    appdb.dispose_engine(url)
-    get_settings.cache_clear()
 
 
 def test_history_totals_and_today(client: TestClient) -> None:

@@ -8,26 +8,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from hems.settings import get_settings
-from hems.stores import appdb
+from hems.settings import Settings, get_settings
 from hems.stores.raw_store import get_raw_store
 from ingest.quarantine import Quarantine
 
 
 @pytest.fixture
-def client(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("HEMS_PROFILE", "local")
-    monkeypatch.setenv("HEMS_DATA_DIR", str(tmp_path / "var"))
-    get_settings.cache_clear()
-    from serving import deps
+def client(embedded_api: Settings) -> Iterator[TestClient]:
     from serving.main import create_app
 
-    deps.raw_store_dep.cache_clear()
-    appdb.migrate(get_settings().app_database_url)
     with TestClient(create_app()) as c:
         yield c
-    deps.raw_store_dep.cache_clear()
-    get_settings.cache_clear()
 
 
 def test_batch_writes_valid_and_reports_errors_by_index(client: TestClient) -> None:

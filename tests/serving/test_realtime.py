@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from hems.settings import get_settings
+from hems.settings import Settings
 from hems.stores import appdb
 from ingest.device_state import DeviceStateTracker
 
@@ -32,26 +31,14 @@ def meter(ts: dt.datetime, power: float) -> pl.DataFrame:
 
 
 @pytest.fixture
-def app_env(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[TestClient, DeviceStateTracker]]:
-    monkeypatch.setenv("HEMS_PROFILE", "local")
-    monkeypatch.setenv("HEMS_DATA_DIR", str(tmp_path / "var"))
-    # fresh process-wide in-memory cache and bus for this test
-    monkeypatch.setattr("hems.stores.cache._instances._local", None)  # a fresh in-process cache
-    monkeypatch.setattr("hems.stores.live_bus._instances._local", None)  # and bus per test
-    get_settings.cache_clear()
+def app_env(embedded_api: Settings) -> Iterator[tuple[TestClient, DeviceStateTracker]]:
     from serving.main import create_app
 
-    settings = get_settings()
-    url = settings.app_database_url
-    appdb.migrate(url)
+    url = embedded_api.app_database_url
     appdb.upsert_households([{"id": "hh-1", "name": "one"}, {"id": "hh-2", "name": "two"}], url=url)
-    tracker = DeviceStateTracker.from_settings(settings)
+    tracker = DeviceStateTracker.from_settings(embedded_api)
     with TestClient(create_app()) as client:
         yield client, tracker
-    appdb.dispose_engine(url)
-    get_settings.cache_clear()
 
 
 def test_latest_and_status(app_env: tuple[TestClient, DeviceStateTracker]) -> None:
