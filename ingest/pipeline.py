@@ -12,14 +12,17 @@ here raises on bad input.  Reason codes match ``ingest.simulator.faults.malforme
 from __future__ import annotations
 
 import logging
+import operator
 import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
+import numpy as np
 import orjson
 import polars as pl
 
@@ -99,7 +102,12 @@ FIELDS_BY_TYPE: dict[str, tuple[str, ...]] = {
 }
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 _SECONDS_BELOW = 100_000_000_000  # epoch numbers below this are seconds (1e11 ms is March 1973)
+_MIN_EPOCH_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
+_MAX_EPOCH_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 _NUM = (int, float)
+_DICT_ONLY = {dict}
+#: (index, topic, received_at, household_id, device_id, rows): consecutive rows from one message
+Meta = tuple[int, str, datetime, str, str, int]
 
 REJECT_SCHEMA: dict[str, pl.DataType] = {
     "topic": pl.String(),
@@ -185,12 +193,16 @@ class IngestPipeline:
     def prepare(self, messages: Sequence[Message]) -> Prepared:
         """Parse, validate, normalize and de-duplicate MQTT messages; never raises on bad input."""
         rows: list[dict[str, Any]] = []
-        meta: list[tuple[int, str, datetime, str, str]] = []  # (index, topic, received_at, hh, dev)
+        meta: list[Meta] = []  # one run of consecutive rows per message
         rejects: list[tuple[str, bytes, str, str, datetime, str | None, str | None, int]] = []
         stats = PrepareStats(messages=len(messages))
+        topic_ids: dict[str, tuple[str, str] | None] = {}
         for i, msg in enumerate(messages):
             topic, payload, received = msg.topic, msg.payload, msg.received_at
-            ids = self.parse_topic(topic)
+            try:
+                ids = topic_ids[topic]
+            except KeyError:
+                ids = topic_ids[topic] = self.parse_topic(topic)
             if ids is None:
                 rejects.append((topic, payload, "bad_topic", "unexpected topic", received, None, None, i))
                 continue
@@ -207,6 +219,16 @@ class IngestPipeline:
             if not items:
                 rejects.append((topic, payload, "empty_payload", "empty array", received, hh, dev, i))
                 continue
+            # fast path (C-level scans): every element an object without household_id/device_id
+            if (
+                set(map(type, items)) == _DICT_ONLY
+                and not any(map(operator.contains, items, repeat("household_id", len(items))))
+                and not any(map(operator.contains, items, repeat("device_id", len(items))))
+            ):
+                rows.extend(items)
+                meta.append((i, topic, received, hh, dev, len(items)))
+                continue
+            kept = 0
             for item in items:
                 if not isinstance(item, dict):
                     detail = f"got {type(item).__name__}"
@@ -229,7 +251,9 @@ class IngestPipeline:
                     )
                     continue
                 rows.append(item)
-                meta.append((i, topic, received, hh, dev))
+                kept += 1
+            if kept:
+                meta.append((i, topic, received, hh, dev, kept))
         early = pl.DataFrame(rejects, schema=REJECT_SCHEMA, orient="row")
         return self._finish(rows, meta, early, stats)
 
@@ -255,7 +279,7 @@ class IngestPipeline:
             items.extend(readings)
         now = self.clock()
         rows: list[dict[str, Any]] = []
-        meta: list[tuple[int, str, datetime, str, str]] = []
+        meta: list[Meta] = []
         rejects: list[tuple[str, bytes, str, str, datetime, str | None, str | None, int]] = []
         for i, item in enumerate(items):
             if not isinstance(item, Mapping):
@@ -283,7 +307,7 @@ class IngestPipeline:
                 continue
             assert isinstance(hh, str) and isinstance(dev, str)
             rows.append(item)
-            meta.append((i, source, now, hh, dev))
+            meta.append((i, source, now, hh, dev, 1))
         stats = PrepareStats(messages=len(items))
         early = pl.DataFrame(rejects, schema=REJECT_SCHEMA, orient="row")
         return self._finish(rows, meta, early, stats)
@@ -292,46 +316,59 @@ class IngestPipeline:
     def _finish(
         self,
         rows: list[dict[str, Any]],
-        meta: list[tuple[int, str, datetime, str, str]],
+        meta: list[Meta],
         early: pl.DataFrame,
         stats: PrepareStats,
     ) -> Prepared:
         stats.readings = len(rows) + early.height
         if not rows:
             return self._result(_empty_valid(), early, stats)
-        unknown: Counter[str] = Counter()
-        for row in rows:
-            extra = row.keys() - KNOWN_KEYS
-            if extra:
-                unknown.update(extra)
-        stats.unknown_fields = unknown
         n = len(rows)
-        idx, topics, received, hhs, devs = (list(c) for c in zip(*meta, strict=True))
+        # the key sets of the rows (usually one or a few distinct ones): unknown fields, present fields
+        keysets = Counter(map(tuple, rows))
+        unknown: Counter[str] = Counter()
+        present: set[str] = set()
+        for keys, count in keysets.items():
+            present.update(keys)
+            for extra in set(keys) - KNOWN_KEYS:
+                unknown[extra] += count
+        stats.unknown_fields = unknown
+        raw = _raw_columns(rows, keysets, present)
         type_errors: list[str | None] = [None] * n
         columns: dict[str, pl.Series] = {}
         for name in NUMERIC_INPUTS:
-            values = [r.get(name) for r in rows]
-            columns[name] = _numeric(name, values, type_errors)
-        device_type = [r.get("device_type") for r in rows]
+            values = raw.get(name)
+            if values is None:
+                columns[name] = pl.Series(name, dtype=pl.Float64).extend_constant(None, n)
+            else:
+                columns[name] = _numeric(name, values, type_errors)
+        device_type = raw.get("device_type") or [None] * n
         if not set(map(type, device_type)) <= {str, type(None)}:
+            device_type = list(device_type)
             for k, v in enumerate(device_type):
                 if v is not None and not isinstance(v, str):
                     type_errors[k] = type_errors[k] or "wrong_type:device_type"
                     device_type[k] = None
-        ts_ms, ts_missing = _timestamps([r.get("ts") for r in rows])
-        frame = pl.DataFrame(
+        ts_ms, ts_missing = _timestamps(raw.get("ts") or [None] * n)
+        counts = [m[5] for m in meta]
+        runs = pl.DataFrame(
             {
-                "_index": pl.Series(idx, dtype=pl.Int64),
-                "_topic": pl.Series(topics, dtype=pl.String),
-                "_received_at": pl.Series(received, dtype=pl.Datetime("us", "UTC")).cast(TS),
-                "household_id": pl.Series(hhs, dtype=pl.String),
-                "device_id": pl.Series(devs, dtype=pl.String),
-                "device_type": pl.Series(device_type, dtype=pl.String),
-                "_ts_missing": pl.Series(ts_missing, dtype=pl.Boolean),
-                "ts": ts_ms,
-                "_type_error": pl.Series(type_errors, dtype=pl.String),
-                **columns,
+                "_index": pl.Series([m[0] for m in meta], dtype=pl.Int64),
+                "_topic": pl.Series([m[1] for m in meta], dtype=pl.String),
+                "_received_at": pl.Series([m[2] for m in meta], dtype=pl.Datetime("us", "UTC")).cast(TS),
+                "household_id": pl.Series([m[3] for m in meta], dtype=pl.String),
+                "device_id": pl.Series([m[4] for m in meta], dtype=pl.String),
             }
+        )
+        if len(meta) != n:  # one row per reading: repeat each message's run
+            take = pl.Series(np.repeat(np.arange(len(meta), dtype=np.uint32), counts))
+            runs = runs.select(pl.all().gather(take))
+        frame = runs.with_columns(
+            pl.Series("device_type", device_type, dtype=pl.String),
+            pl.Series("_ts_missing", ts_missing, dtype=pl.Boolean),
+            ts_ms,
+            pl.Series("_type_error", type_errors, dtype=pl.String),
+            *columns.values(),
         )
         frame = frame.with_row_index("_row")
         # alternatives (kW, Wh) fill the canonical column when it is absent
@@ -411,6 +448,10 @@ class IngestPipeline:
         """prepare → quarantine rejects → write valid → on_valid; ServiceUnavailable if a store is down."""
         return self._run(self.prepare(messages), "mqtt")
 
+    def process_prepared(self, prepared: Prepared, source: str = "mqtt") -> BatchResult:
+        """The second half of :meth:`process_messages` for a batch prepared earlier (or elsewhere)."""
+        return self._run(prepared, source)
+
     def process_readings(
         self, readings: pl.DataFrame | Sequence[Mapping[str, Any]], source: str = "http"
     ) -> BatchResult:
@@ -430,6 +471,19 @@ def _dump(item: Any, fallback: bytes) -> bytes:
         return orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS)
     except (TypeError, orjson.JSONEncodeError):
         return fallback or repr(item).encode()
+
+
+def _raw_columns(
+    rows: list[dict[str, Any]], keysets: Counter[tuple[str, ...]], present: set[str]
+) -> dict[str, list[Any]]:
+    """The values of each present known key, one list per key (None where a row lacks the key)."""
+    wanted = [k for k in ("ts", "device_type", *NUMERIC_INPUTS) if k in present]
+    if len(keysets) == 1 and wanted:  # every row has the same keys: C-level extraction
+        getter = operator.itemgetter(*wanted)
+        if len(wanted) == 1:
+            return {wanted[0]: list(map(getter, rows))}
+        return {k: list(col) for k, col in zip(wanted, zip(*map(getter, rows), strict=True), strict=True)}
+    return {k: [r.get(k) for r in rows] for k in wanted}
 
 
 def _address(store: RawStore) -> str:
@@ -462,9 +516,14 @@ def _numeric(name: str, values: list[Any], type_errors: list[str | None]) -> pl.
 
 def _timestamps(values: list[Any]) -> tuple[pl.Series, list[bool]]:
     """ts as UTC milliseconds: RFC 3339 strings with an offset (Z too), epoch ms or epoch s."""
-    missing = [v is None for v in values]
+    kinds = set(map(type, values))
+    missing = [v is None for v in values] if type(None) in kinds else [False] * len(values)
     strings: list[str | None] = [None] * len(values)
     numbers: list[float | None] = [None] * len(values)
+    if kinds <= {int, float}:  # all epoch numbers (the common case): no per-value loop
+        numbers, values = values, []
+    elif kinds == {str}:  # all RFC 3339 strings
+        strings, values = values, []
     for k, v in enumerate(values):
         t = type(v)
         if t is str:
@@ -480,14 +539,16 @@ def _timestamps(values: list[Any]) -> tuple[pl.Series, list[bool]]:
         .str.replace(r"^(\d{4}-\d{2}-\d{2})[ tT]", "${1}T")
         .str.to_datetime(format="%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="ms", time_zone="UTC")
     )
-    num = pl.Series("n", numbers, dtype=pl.Float64)
+    try:
+        num = pl.Series("n", numbers, dtype=pl.Float64)
+    except (OverflowError, TypeError, ValueError, pl.exceptions.PolarsError):  # e.g. ints beyond i64
+        num = pl.Series("n", [None if v is None else float(v) for v in numbers], dtype=pl.Float64)
+    ms_float = pl.when(num.abs() < _SECONDS_BELOW).then(num * 1000.0).otherwise(num).round(0)
     ms = (
         pl.select(
-            pl.when(num.abs() < _SECONDS_BELOW)
-            .then(num * 1000.0)
-            .otherwise(num)
-            .round(0)
-            .clip(-(2**53), 2**53)  # inside the range a float holds exactly; absurd values fail later
+            # outside years 0001–9999 a value is no timestamp: null (invalid_ts), never a datetime
+            # conversion, which would panic inside Polars and stall the worker
+            pl.when(ms_float.is_between(_MIN_EPOCH_MS, _MAX_EPOCH_MS)).then(ms_float).otherwise(None)
         )
         .to_series()
         .cast(pl.Int64, strict=False)

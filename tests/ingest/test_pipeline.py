@@ -174,3 +174,15 @@ def test_write_failure_is_service_unavailable(tmp_path: Path) -> None:
     pipe = IngestPipeline(ParquetRawStore(blocker / "raw"), None, settings=Settings(), clock=lambda: NOW)
     with pytest.raises(ServiceUnavailable):
         pipe.process_messages([Message(TOPIC, orjson.dumps(meter(power_w=1.0)), NOW)])
+
+
+@pytest.mark.parametrize(
+    "ts", ["-1e20", "1e20", "1e16", "-1e16", "9223372036854775808", "-9223372036854775809", "1e308"]
+)
+def test_absurd_epoch_is_rejected_not_a_crash(pipe: IngestPipeline, ts: str) -> None:
+    """An epoch far outside any calendar once panicked inside Polars and stalled the worker."""
+    good = orjson.dumps(meter(power_w=5.0))
+    bad = b'{"ts": ' + ts.encode() + b', "device_type": "smart_meter", "power_w": 1.0}'
+    prepared = pipe.prepare([Message(TOPIC, bad, NOW), Message(TOPIC, good, NOW)])
+    assert prepared.valid.height == 1
+    assert prepared.rejects["reason"].to_list() == ["invalid_ts"]
