@@ -21,6 +21,7 @@ import orjson
 
 from hems.errors import ServiceUnavailable
 from hems.stores.profile_instances import ProfileInstances
+from hems.stores.redis_client import redis_connection_kwargs
 
 if TYPE_CHECKING:
     from hems.settings import RedisSettings, Settings
@@ -131,11 +132,7 @@ class RedisCache(Cache):
         self.address = f"{settings.host}:{settings.port}"
         self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
         self.client = redis.Redis(
-            host=settings.host,
-            port=settings.port,
-            db=settings.db,
-            password=settings.password.get_secret_value() or None,
-            socket_connect_timeout=2,
+            **redis_connection_kwargs(settings),
             socket_timeout=5,
             health_check_interval=30,
             # Fail within a second when Redis is down rather than redis-py's default ~10 retries.

@@ -24,6 +24,7 @@ import orjson
 
 from hems.errors import ServiceUnavailable
 from hems.stores.profile_instances import ProfileInstances
+from hems.stores.redis_client import redis_connection_kwargs
 
 if TYPE_CHECKING:
     from hems.settings import RedisSettings, Settings
@@ -216,14 +217,7 @@ class RedisLiveBus(LiveBus):
         self.prefix = settings.key_prefix
         self.address = f"{settings.host}:{settings.port}"
         self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-        self.client = redis.Redis(
-            host=settings.host,
-            port=settings.port,
-            db=settings.db,
-            password=settings.password.get_secret_value() or None,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-        )
+        self.client = redis.Redis(**redis_connection_kwargs(settings), socket_timeout=5)
 
     def channel(self, household_id: str) -> str:
         return f"{self.prefix}live:{household_id}"
@@ -271,14 +265,8 @@ class _RedisSubscription(Subscription):
     async def _open(self) -> None:
         import redis.asyncio as aioredis
 
-        s = self._bus.settings
-        self._client = aioredis.Redis(
-            host=s.host,
-            port=s.port,
-            db=s.db,
-            password=s.password.get_secret_value() or None,
-            socket_connect_timeout=2,
-        )
+        # no read timeout: a subscriber waits on the channel for as long as the client listens
+        self._client = aioredis.Redis(**redis_connection_kwargs(self._bus.settings))
         self._pubsub = self._client.pubsub()
         channel = self._bus.channel(self.household_id)
         try:
