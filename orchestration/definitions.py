@@ -11,7 +11,9 @@ ensure_manifest()
 from orchestration.defs.energy.assets import (  # noqa: E402 - needs the dbt manifest first
     app_energy_usage_daily,
     hems_dbt_models,
+    raw_devices,
     raw_energy_readings,
+    raw_households,
 )
 from orchestration.defs.energy.resources import StoresResource, dbt_resource  # noqa: E402
 from orchestration.defs.energy.schedules import (  # noqa: E402
@@ -22,7 +24,7 @@ from orchestration.defs.energy.schedules import (  # noqa: E402
 )
 
 defs = Definitions(
-    assets=[raw_energy_readings, hems_dbt_models, app_energy_usage_daily],
+    assets=[raw_energy_readings, raw_households, raw_devices, hems_dbt_models, app_energy_usage_daily],
     jobs=[landing_job, marts_job],
     schedules=[finalize_yesterday, nightly_marts],
     resources={"stores": StoresResource(), "dbt": dbt_resource()},

@@ -31,6 +31,44 @@ RAW_SCHEMA = "raw"
 RAW_READINGS_TABLE = f"{RAW_SCHEMA}.energy_readings"
 _RAW_COLUMNS = list(ENERGY_CONSUMPTION.schema)
 
+#: Reference tables copied whole from the app database (households, devices) so the marts can join
+#: attributes without reaching into the app DB. Column types in DuckDB spelling; PostgreSQL's below.
+REFERENCE_TABLES: dict[str, dict[str, str]] = {
+    "households": {
+        "household_id": "VARCHAR",
+        "name": "VARCHAR",
+        "region": "VARCHAR",
+        "building_type": "VARCHAR",
+        "household_type": "VARCHAR",
+        "area_m2": "DOUBLE",
+        "residents": "INTEGER",
+        "timezone": "VARCHAR",
+        "has_pv": "BOOLEAN",
+        "pv_kwp": "DOUBLE",
+        "has_ev": "BOOLEAN",
+        "electric_heating": "BOOLEAN",
+    },
+    "devices": {
+        "device_id": "VARCHAR",
+        "household_id": "VARCHAR",
+        "device_type": "VARCHAR",
+        "protocol": "VARCHAR",
+        "manufacturer": "VARCHAR",
+        "model": "VARCHAR",
+    },
+}
+_PG_TYPES = {"VARCHAR": "TEXT", "DOUBLE": "DOUBLE PRECISION"}
+
+
+def _reference_frame(table: str, frame: pl.DataFrame) -> tuple[dict[str, str], pl.DataFrame]:
+    if table not in REFERENCE_TABLES:
+        raise HemsError(f"unknown reference table {table!r}; known: {', '.join(REFERENCE_TABLES)}")
+    columns = REFERENCE_TABLES[table]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise HemsError(f"reference table {table}: frame lacks columns {', '.join(missing)}")
+    return columns, frame.select(list(columns))
+
 
 class Warehouse(ABC):
     dbt_target: str
@@ -42,6 +80,10 @@ class Warehouse(ABC):
     @abstractmethod
     def query(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
         """Run a read query for serving (never blocks, nor is blocked by, a pipeline run)."""
+
+    @abstractmethod
+    def replace_reference(self, table: str, frame: pl.DataFrame) -> int:
+        """Replace reference table ``raw.<table>`` (see REFERENCE_TABLES) by ``frame``, atomically."""
 
     def publish_snapshot(self) -> None:  # noqa: B027 - only DuckDB needs a serving copy
         """Make the latest refresh visible to readers."""
@@ -87,6 +129,20 @@ class DuckDBWarehouse(Warehouse):
             con.execute(f"DELETE FROM {RAW_READINGS_TABLE} WHERE ts >= $1 AND ts < $2", [start, end])
             con.register("landing", frame)
             con.execute(f"INSERT INTO {RAW_READINGS_TABLE} SELECT * FROM landing")
+            con.unregister("landing")
+            con.execute("COMMIT")
+        return frame.height
+
+    def replace_reference(self, table: str, frame: pl.DataFrame) -> int:
+        columns, frame = _reference_frame(table, frame)
+        ddl = ", ".join(f"{name} {kind}" for name, kind in columns.items())
+        with self._writer() as con:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+            con.execute(f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{table} ({ddl})")
+            con.execute("BEGIN TRANSACTION")
+            con.execute(f"DELETE FROM {RAW_SCHEMA}.{table}")
+            con.register("landing", frame)
+            con.execute(f"INSERT INTO {RAW_SCHEMA}.{table} SELECT * FROM landing")
             con.unregister("landing")
             con.execute("COMMIT")
         return frame.height
@@ -154,6 +210,19 @@ class PostgresWarehouse(Warehouse):
             with cur.copy(
                 f"COPY {RAW_READINGS_TABLE} ({', '.join(_RAW_COLUMNS)}) FROM STDIN (FORMAT csv)"
             ) as cp:
+                cp.write(buf.getvalue())
+        return frame.height
+
+    def replace_reference(self, table: str, frame: pl.DataFrame) -> int:
+        columns, frame = _reference_frame(table, frame)
+        ddl = ", ".join(f"{name} {_PG_TYPES.get(kind, kind)}" for name, kind in columns.items())
+        buf = io.BytesIO()
+        frame.write_csv(buf, include_header=False, null_value="")
+        with self._connect() as con, con.cursor() as cur:  # one transaction: readers see old or new
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{table} ({ddl})")
+            cur.execute(f"DELETE FROM {RAW_SCHEMA}.{table}")
+            with cur.copy(f"COPY {RAW_SCHEMA}.{table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as cp:
                 cp.write(buf.getvalue())
         return frame.height
 

@@ -46,7 +46,13 @@ def run_energy_pipeline(first_day: date, last_day: date, settings: Settings | No
     from dagster import DagsterInstance, materialize
 
     from orchestration.definitions import defs
-    from orchestration.defs.energy.assets import app_energy_usage_daily, hems_dbt_models, raw_energy_readings
+    from orchestration.defs.energy.assets import (
+        app_energy_usage_daily,
+        hems_dbt_models,
+        raw_devices,
+        raw_energy_readings,
+        raw_households,
+    )
     from orchestration.defs.energy.resources import StoresResource, dbt_resource
 
     instance = DagsterInstance.get()
@@ -76,7 +82,7 @@ def run_energy_pipeline(first_day: date, last_day: date, settings: Settings | No
     rows = max(counts, default=0)
     marts = materialize(
         assets,
-        selection=[hems_dbt_models, app_energy_usage_daily],
+        selection=[raw_households, raw_devices, hems_dbt_models, app_energy_usage_daily],
         instance=instance,
         resources=resources,
         run_config=quiet,

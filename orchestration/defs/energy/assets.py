@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+import polars as pl
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -68,6 +69,54 @@ def raw_energy_readings(context: AssetExecutionContext, stores: StoresResource) 
     )
 
 
+_REFERENCE_SQL = {
+    "households": (
+        "SELECT id AS household_id, name, region, building_type, household_type, area_m2, residents, "
+        "timezone, has_pv, pv_kwp, has_ev, electric_heating FROM households"
+    ),
+    "devices": (
+        "SELECT id AS device_id, household_id, device_type, protocol, manufacturer, model FROM iot_devices"
+    ),
+}
+
+
+def _copy_reference(stores: StoresResource, table: str) -> MaterializeResult:
+    """Copy one app-database table whole into warehouse ``raw.<table>`` (atomic replace)."""
+    import sqlalchemy as sa
+
+    engine = appdb.get_engine(stores.app_database_url())
+    with engine.connect() as con:
+        frame = pl.read_database(sa.text(_REFERENCE_SQL[table]), con, infer_schema_length=None)
+    frame = frame.with_columns(
+        pl.col(c).cast(pl.String) for c, t in frame.schema.items() if t in (pl.Object, pl.Null)
+    )
+    written = stores.warehouse().replace_reference(table, frame)
+    return MaterializeResult(metadata={"dagster/row_count": written})
+
+
+@asset(
+    group_name="raw",
+    owners=OWNERS,
+    kinds={"python", "sql"},
+    description=(
+        "Households copied whole from the app database into warehouse table raw.households (atomic "
+        "replace), so the marts join region, building type and residents without the app database."
+    ),
+)
+def raw_households(stores: StoresResource) -> MaterializeResult:
+    return _copy_reference(stores, "households")
+
+
+@asset(
+    group_name="raw",
+    owners=OWNERS,
+    kinds={"python", "sql"},
+    description="The device inventory copied whole from the app database into raw.devices.",
+)
+def raw_devices(stores: StoresResource) -> MaterializeResult:
+    return _copy_reference(stores, "devices")
+
+
 class HemsDbtTranslator(DagsterDbtTranslator):
     """Groups dbt models by layer (staging, intermediate, marts) and names their owner."""
 
@@ -112,6 +161,7 @@ def app_energy_usage_daily(stores: StoresResource) -> MaterializeResult:
         "mid_usage_kwh",
         "off_peak_usage_kwh",
         "grid_consumption_kwh",
+        "solar_generation_kwh",
         "cost_krw",
         "carbon_emission_kg",
     ]
@@ -126,4 +176,10 @@ def app_energy_usage_daily(stores: StoresResource) -> MaterializeResult:
     )
 
 
-__all__ = ["app_energy_usage_daily", "hems_dbt_models", "raw_energy_readings"]
+__all__ = [
+    "app_energy_usage_daily",
+    "hems_dbt_models",
+    "raw_devices",
+    "raw_energy_readings",
+    "raw_households",
+]

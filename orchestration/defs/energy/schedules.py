@@ -14,7 +14,13 @@ from dagster import (
 )
 
 from hems.settings import get_settings
-from orchestration.defs.energy.assets import app_energy_usage_daily, hems_dbt_models, raw_energy_readings
+from orchestration.defs.energy.assets import (
+    app_energy_usage_daily,
+    hems_dbt_models,
+    raw_devices,
+    raw_energy_readings,
+    raw_households,
+)
 from orchestration.defs.energy.partitions import daily_partitions
 
 landing_job = define_asset_job(
@@ -26,8 +32,11 @@ landing_job = define_asset_job(
 
 marts_job = define_asset_job(
     "energy_marts",
-    selection=AssetSelection.assets(hems_dbt_models, app_energy_usage_daily),
-    description="Build and test the dbt models, then publish energy_usage_daily to the app database.",
+    selection=AssetSelection.assets(raw_households, raw_devices, hems_dbt_models, app_energy_usage_daily),
+    description=(
+        "Copy households and devices, build and test the dbt models, then publish energy_usage_daily "
+        "to the app database."
+    ),
 )
 
 _TZ = get_settings().domain.timezone

@@ -12,3 +12,8 @@
         else 'off_peak'
     end
 {%- endmacro %}
+
+{#- Hours between two timestamptz values (b after a), as a double; same text on both dialects. -#}
+{% macro hours_between(a, b) -%}
+    (extract(epoch from ({{ b }} - {{ a }})) / 3600.0)
+{%- endmacro %}

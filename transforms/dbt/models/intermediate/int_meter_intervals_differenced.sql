@@ -1,8 +1,18 @@
--- Energy per meter interval from cumulative register deltas (DESIGN §5: registers, not power).
+-- Energy per meter interval from cumulative register deltas, repaired (DESIGN §5: registers, not
+-- power; never a negative or spiked day; every repair recorded).
+--
 -- A reading at ts is the register through ts, so the delta to the previous reading belongs to the
--- interval that started at the previous reading: its local day, hour and TOU band.
--- Negative deltas (counter reset, meter swap) are not energy: they are flagged and contribute 0
--- here; the full repair audit comes with the warehouse issue.
+-- interval that started at the previous reading: its local day, hour and TOU band. Intervals are
+-- formed per household over its smart meters in time order, so a meter swap (a new device id whose
+-- register starts anew) is one interval, not a lost one. Each interval is classified:
+--   ok                 register delta ≥ 0 and below meter_max_kw on average: the delta is the energy
+--   gap                ok, but longer than meter_gap_minutes: the delta is kept (it is exact), recorded
+--   spike              the delta implies more than meter_max_kw: energy estimated from power
+--   counter_reset      the register went backwards to below meter_reset_below_kwh: estimated from power
+--   register_backwards the register went backwards otherwise (e.g. a spike reverting): from power
+--   meter_swap         the previous reading came from another meter of the household: from power
+-- The power estimate is the mean of the two readings' power_w over the interval, clamped to
+-- [0, meter_max_kw]. fct_meter_repairs lists every interval that is not `ok`.
 with meter as (
     select *
     from {{ ref('stg_raw__energy_readings') }}
@@ -14,26 +24,71 @@ lagged as (
         household_id,
         device_id,
         ts_utc,
-        lag(ts_utc) over (partition by device_id order by ts_utc) as prev_ts_utc,
-        lag(ts_local) over (partition by device_id order by ts_utc) as interval_start_local,
-        energy_import_kwh - lag(energy_import_kwh) over (partition by device_id order by ts_utc)
-            as import_delta_kwh,
-        energy_export_kwh - lag(energy_export_kwh) over (partition by device_id order by ts_utc)
-            as export_delta_kwh
+        ts_local,
+        energy_import_kwh,
+        energy_export_kwh,
+        power_w,
+        lag(device_id) over w as prev_device_id,
+        lag(ts_utc) over w as prev_ts_utc,
+        lag(ts_local) over w as interval_start_local,
+        lag(energy_import_kwh) over w as prev_import_kwh,
+        lag(energy_export_kwh) over w as prev_export_kwh,
+        lag(power_w) over w as prev_power_w
     from meter
+    window w as (partition by household_id order by ts_utc, device_id)
+),
+
+measured as (
+    select
+        *,
+        energy_import_kwh - prev_import_kwh as import_delta_kwh,
+        coalesce(energy_export_kwh - prev_export_kwh, 0) as export_delta_kwh,
+        {{ hours_between('prev_ts_utc', 'ts_utc') }} as interval_hours
+    from lagged
+    where prev_ts_utc is not null
+),
+
+classified as (
+    select
+        *,
+        case
+            when device_id <> prev_device_id then 'meter_swap'
+            when import_delta_kwh < 0 and energy_import_kwh < {{ var('meter_reset_below_kwh') }}
+                then 'counter_reset'
+            when import_delta_kwh < 0 then 'register_backwards'
+            when interval_hours <= 0
+                or import_delta_kwh > {{ var('meter_max_kw') }} * interval_hours then 'spike'
+            when interval_hours * 60 > {{ var('meter_gap_minutes') }} then 'gap'
+            else 'ok'
+        end as repair_kind,
+        least(
+            greatest(coalesce((coalesce(power_w, prev_power_w) + coalesce(prev_power_w, power_w)) / 2.0, 0), 0),
+            {{ var('meter_max_kw') }} * 1000.0
+        ) * greatest(interval_hours, 0) / 1000.0 as power_estimate_kwh
+    from measured
 )
 
 select
     household_id,
     device_id,
+    prev_device_id,
     prev_ts_utc as interval_start_utc,
     ts_utc as interval_end_utc,
     interval_start_local,
     cast(interval_start_local as date) as local_date,
     cast(extract(hour from interval_start_local) as integer) as local_hour,
     {{ tou_band('extract(hour from interval_start_local)') }} as tou_band,
-    case when import_delta_kwh >= 0 then import_delta_kwh else 0 end as import_kwh,
-    case when coalesce(export_delta_kwh, 0) >= 0 then coalesce(export_delta_kwh, 0) else 0 end as export_kwh,
-    import_delta_kwh < 0 as register_went_backwards
-from lagged
-where prev_ts_utc is not null
+    interval_hours,
+    import_delta_kwh as register_delta_kwh,
+    case
+        when repair_kind in ('ok', 'gap') then import_delta_kwh
+        else power_estimate_kwh
+    end as import_kwh,
+    case
+        when repair_kind in ('ok', 'gap') and export_delta_kwh >= 0
+            and export_delta_kwh <= {{ var('meter_max_kw') }} * interval_hours then export_delta_kwh
+        else 0
+    end as export_kwh,
+    repair_kind,
+    repair_kind not in ('ok', 'gap') as was_repaired
+from classified

@@ -5,3 +5,10 @@ from {{ model }}
 group by {{ columns | join(', ') }}
 having count(*) > 1
 {% endtest %}
+
+{#- Generic test: every row satisfies `<column> <expression>` (e.g. ">= 0"). -#}
+{% test dbt_utils_free_expression_is_true(model, column_name, expression) %}
+select *
+from {{ model }}
+where not ({{ column_name }} {{ expression }})
+{% endtest %}
