@@ -22,9 +22,11 @@ from orchestration.defs.energy.schedules import (  # noqa: E402
     marts_job,
     nightly_marts,
 )
+from orchestration.defs.quality.checks import QUALITY_CHECKS  # noqa: E402
 
 defs = Definitions(
     assets=[raw_energy_readings, raw_households, raw_devices, hems_dbt_models, app_energy_usage_daily],
+    asset_checks=QUALITY_CHECKS,
     jobs=[landing_job, marts_job],
     schedules=[finalize_yesterday, nightly_marts],
     resources={"stores": StoresResource(), "dbt": dbt_resource()},

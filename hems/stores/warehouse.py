@@ -81,6 +81,10 @@ class Warehouse(ABC):
     def query(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
         """Run a read query for serving (never blocks, nor is blocked by, a pipeline run)."""
 
+    def read_live(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
+        """Read the pipeline's own tables, not the serving snapshot (for checks inside a run)."""
+        return self.query(sql, params)
+
     @abstractmethod
     def replace_reference(self, table: str, frame: pl.DataFrame) -> int:
         """Replace reference table ``raw.<table>`` (see REFERENCE_TABLES) by ``frame``, atomically."""
@@ -168,6 +172,23 @@ class DuckDBWarehouse(Warehouse):
         with duckdb.connect(str(self.snapshot_path), read_only=True) as con:
             con.execute("SET TimeZone = 'UTC'")
             return con.sql(sql, params=params or {}).pl()
+
+    def read_live(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
+        """Open the pipeline's file read-only; a writer step holding it is waited for (up to 60 s)."""
+        from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+        @retry(
+            retry=retry_if_exception_type(duckdb.IOException),
+            stop=stop_after_delay(60),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            reraise=True,
+        )
+        def read() -> pl.DataFrame:
+            with duckdb.connect(str(self.path), read_only=True) as con:
+                con.execute("SET TimeZone = 'UTC'")
+                return con.sql(sql, params=params or {}).pl()
+
+        return read()
 
     def drop(self) -> None:
         for p in (self.path, self.snapshot_path, self.path.with_suffix(".duckdb.wal")):

@@ -7,7 +7,7 @@ like runs launched there: one ranged run lands every day of the range, one run b
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from hems.settings import PROJECT_ROOT, Profile, Settings, get_settings
@@ -18,6 +18,12 @@ class PipelineResult:
     landed_partitions: int
     landed_rows: int
     run_ids: tuple[str, ...]
+    #: asset check name → passed, for every check the marts run evaluated (dbt tests and GE suites)
+    checks: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return sorted(name for name, passed in self.checks.items() if not passed)
 
 
 def prepare_dagster_home(settings: Settings) -> str:
@@ -43,29 +49,24 @@ def run_energy_pipeline(first_day: date, last_day: date, settings: Settings | No
     """Land local days ``first_day..last_day`` (inclusive), then build and publish the marts."""
     settings = settings or get_settings()
     prepare_dagster_home(settings)
-    from dagster import DagsterInstance, materialize
+    from dagster import DagsterInstance, Definitions
 
     from orchestration.definitions import defs
-    from orchestration.defs.energy.assets import (
-        app_energy_usage_daily,
-        hems_dbt_models,
-        raw_devices,
-        raw_energy_readings,
-        raw_households,
-    )
     from orchestration.defs.energy.resources import StoresResource, dbt_resource
+    from orchestration.defs.energy.schedules import landing_job, marts_job
 
     instance = DagsterInstance.get()
-    assets = list(defs.assets or [])
-    # resolved now, not at import: the profile decides the dbt target and the stores
-    resources = {"stores": StoresResource(), "dbt": dbt_resource(settings)}
-
+    # the same assets, checks and jobs as the UI, with resources resolved now (not at import):
+    # the profile decides the dbt target and the stores
+    run_defs = Definitions(
+        assets=defs.assets,
+        asset_checks=defs.asset_checks,
+        jobs=[landing_job, marts_job],
+        resources={"stores": StoresResource(), "dbt": dbt_resource(settings)},
+    )
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI keeps the full log
-    landing = materialize(
-        assets,
-        selection=[raw_energy_readings],
+    landing = run_defs.resolve_job_def(landing_job.name).execute_in_process(
         instance=instance,
-        resources=resources,
         run_config=quiet,
         tags={
             "dagster/asset_partition_range_start": first_day.isoformat(),
@@ -80,16 +81,13 @@ def run_energy_pipeline(first_day: date, last_day: date, settings: Settings | No
         if "dagster/row_count" in event.materialization.metadata
     ]
     rows = max(counts, default=0)
-    marts = materialize(
-        assets,
-        selection=[raw_households, raw_devices, hems_dbt_models, app_energy_usage_daily],
-        instance=instance,
-        resources=resources,
-        run_config=quiet,
-        raise_on_error=True,
+    # marts: households/devices → dbt build (tests as checks) → GE suites (blocking) → publish
+    marts = run_defs.resolve_job_def(marts_job.name).execute_in_process(
+        instance=instance, run_config=quiet, raise_on_error=True
     )
     return PipelineResult(
         landed_partitions=(last_day - first_day).days + 1,
         landed_rows=rows,
         run_ids=(landing.run_id, marts.run_id),
+        checks={e.check_name: e.passed for e in marts.get_asset_check_evaluations()},
     )

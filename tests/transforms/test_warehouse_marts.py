@@ -37,10 +37,11 @@ def built(tmp_path_factory: pytest.TempPathFactory):
         settings = Settings(profile=Profile.local, data_dir=data_dir)
         plan = FaultPlan(gaps=1, counter_resets=1, meter_swaps=1, spikes=1)
         simulate_history(settings, households=HOUSEHOLDS, days=DAYS, start=START, seed=7, faults=plan)
-        run_energy_pipeline(START, date.fromordinal(START.toordinal() + DAYS - 1), settings)
+        result = run_energy_pipeline(START, date.fromordinal(START.toordinal() + DAYS - 1), settings)
         wh = get_warehouse(settings)
         yield {
             "settings": settings,
+            "checks": result.checks,
             "daily": wh.query("select * from marts.energy_usage_daily"),
             "repairs": wh.query("select * from marts.fct_meter_repairs"),
             "households": wh.query("select * from marts.dim_households"),
@@ -132,3 +133,13 @@ def test_households_devices_and_leaderboard(built) -> None:
     # one row per household and week; per-resident rank always present
     assert leaderboard.select("household_id", "week_start").is_duplicated().sum() == 0
     assert leaderboard["rank_per_resident"].null_count() == 0
+
+
+def test_quality_checks_ran_in_the_pipeline(built) -> None:
+    checks = built["checks"]
+    # the Great Expectations suites and the dbt tests ran as asset checks of the marts run
+    assert {"raw_readings_expectations", "energy_usage_daily_expectations"} <= set(checks)
+    assert len(checks) > 20
+    # repaired data is fit for money: the blocking daily suite passes, and so does every dbt test
+    assert checks["energy_usage_daily_expectations"]
+    assert [name for name, ok in checks.items() if not ok] in ([], ["raw_readings_expectations"])
