@@ -20,14 +20,15 @@ from orchestration.defs.energy.schedules import (  # noqa: E402
     finalize_yesterday,
     landing_job,
     marts_job,
-    nightly_marts,
 )
+from orchestration.defs.energy.sensors import SENSORS  # noqa: E402
 from orchestration.defs.quality.checks import QUALITY_CHECKS  # noqa: E402
 
 defs = Definitions(
     assets=[raw_energy_readings, raw_households, raw_devices, hems_dbt_models, app_energy_usage_daily],
     asset_checks=QUALITY_CHECKS,
     jobs=[landing_job, marts_job],
-    schedules=[finalize_yesterday, nightly_marts],
+    schedules=[finalize_yesterday],
+    sensors=SENSORS,
     resources={"stores": StoresResource(), "dbt": dbt_resource()},
 )

@@ -26,7 +26,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop
 from hems.contracts import Measurement
 from hems.errors import HemsError, ServiceUnavailable
 from hems.settings import InfluxSettings
-from hems.stores.raw_store import RawStore
+from hems.stores.raw_store import RawStore, _measurement
 
 START_FIX = "start it with `hems services up`"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -275,6 +275,25 @@ class InfluxRawStore(RawStore):
                 pool.map(lambda i: self._select(measurement, bounds[i], bounds[i + 1], filters), range(parts))
             )
         return pl.concat([f for f in frames if f.height] or frames[:1], how="diagonal_relaxed")
+
+    def count_points(self, measurement: str, start: datetime, end: datetime) -> int:
+        m = _measurement(measurement)
+        q = (
+            f"SELECT count(*) FROM {influxql_ident(m.name)} "
+            f"WHERE time >= {_epoch_ns(start)} AND time < {_epoch_ns(end)}"
+        )
+        resp = self._request("POST", "/query", data={"db": self.settings.database, "q": q, "epoch": "ns"})
+        if resp.status_code >= 400:
+            raise self._http_error("/query", resp)
+        counts = [
+            int(v)
+            for result in orjson.loads(resp.content).get("results", [])
+            for series in result.get("series", [])
+            for row in series.get("values", [])
+            for v in row[1:]
+            if v is not None
+        ]
+        return max(counts, default=0)  # count(*) answers per field; a point has at least one
 
     def _select(self, measurement: Measurement, lo: int, hi: int, filters: str) -> pl.DataFrame:
         q = f"SELECT * FROM {influxql_ident(measurement.name)} WHERE time >= {lo} AND time < {hi}{filters}"

@@ -61,6 +61,18 @@ class ParquetRawStore(RawStore):
             day += timedelta(days=1)
         return out
 
+    def count_points(self, measurement: str, start: datetime, end: datetime) -> int:
+        files = self.files(measurement, start, end)
+        if not files:
+            return 0
+        with duckdb.connect() as con:
+            con.execute("SET TimeZone = 'UTC'")
+            (n,) = con.execute(  # type: ignore[misc]
+                "SELECT count(*) FROM read_parquet($files, union_by_name = true) WHERE ts >= $s AND ts < $e",
+                {"files": files, "s": start, "e": end},
+            ).fetchone()
+        return int(n)
+
     def _query(
         self,
         measurement: Measurement,

@@ -51,6 +51,11 @@ class RawStore(ABC):
     ) -> pl.DataFrame: ...
 
     @abstractmethod
+    def count_points(self, measurement: str, start: datetime, end: datetime) -> int:
+        """Points written with ``start <= ts < end`` — a cheap change signal for micro-batching
+        (re-delivered duplicates may count twice on Parquet until read; that only triggers a refresh)."""
+
+    @abstractmethod
     def drop(self) -> None:
         """Delete everything this store holds (tests and `hems demo --reset`)."""
 

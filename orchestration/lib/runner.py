@@ -45,8 +45,14 @@ def prepare_dagster_home(settings: Settings) -> str:
     return str(home)
 
 
-def run_energy_pipeline(first_day: date, last_day: date, settings: Settings | None = None) -> PipelineResult:
-    """Land local days ``first_day..last_day`` (inclusive), then build and publish the marts."""
+def run_energy_pipeline(
+    first_day: date, last_day: date, settings: Settings | None = None, *, incremental: bool = False
+) -> PipelineResult:
+    """Land local days ``first_day..last_day`` (inclusive), then build and publish the marts.
+
+    ``incremental``: the interval models recompute only ``first_day`` on (as a micro-batch does);
+    otherwise every day is recomputed.
+    """
     settings = settings or get_settings()
     prepare_dagster_home(settings)
     from dagster import DagsterInstance, Definitions
@@ -82,8 +88,11 @@ def run_energy_pipeline(first_day: date, last_day: date, settings: Settings | No
     ]
     rows = max(counts, default=0)
     # marts: households/devices → dbt build (tests as checks) → GE suites (blocking) → publish
+    dbt_config = {"refresh_from": first_day.isoformat()} if incremental else {}
     marts = run_defs.resolve_job_def(marts_job.name).execute_in_process(
-        instance=instance, run_config=quiet, raise_on_error=True
+        instance=instance,
+        run_config={**quiet, "ops": {"hems_dbt_models": {"config": dbt_config}}},
+        raise_on_error=True,
     )
     return PipelineResult(
         landed_partitions=(last_day - first_day).days + 1,

@@ -51,6 +51,13 @@ def test_definitions_load_with_lineage_from_raw_to_app_database() -> None:
     assert mart.group_name == "warehouse_marts"
     assert "dagster/column_schema" in raw.metadata
 
-    assert {s.name for s in defs.schedules or []} == {"finalize_yesterday", "nightly_marts"}
+    assert {s.name for s in defs.schedules or []} == {"finalize_yesterday"}
+    assert {s.name for s in defs.sensors or []} >= {"microbatch_today", "marts_after_landing"}
+    # the GE suites are checks of the assets they protect, and blocking
+    check_keys = {k.name: k for k in graph.asset_check_keys}
+    assert check_keys["energy_usage_daily_expectations"].asset_key == AssetKey(
+        ["marts", "energy_usage_daily"]
+    )
+    assert graph.get_check_spec(check_keys["energy_usage_daily_expectations"]).blocking
     job_names = {j.name for j in defs.jobs or []}
     assert {"energy_landing", "energy_marts"} <= job_names

@@ -1,6 +1,7 @@
 """Jobs and schedules of the energy domain.
 
-Nightly (local time): land yesterday's readings in full, then rebuild marts and publish them.
+Nightly (local time): land yesterday's readings in full; the marts follow every successful landing
+run through the ``marts_after_landing`` sensor (sensors.py), so there is no separate marts schedule.
 """
 
 from datetime import datetime, timedelta
@@ -48,9 +49,3 @@ def finalize_yesterday(context: ScheduleEvaluationContext) -> RunRequest:
     tick: datetime = context.scheduled_execution_time
     key = (tick - timedelta(days=1)).strftime("%Y-%m-%d")
     return RunRequest(run_key=f"finalize-{key}", partition_key=key)
-
-
-@schedule(job=marts_job, cron_schedule="40 0 * * *", execution_timezone=_TZ)
-def nightly_marts(context: ScheduleEvaluationContext) -> RunRequest:
-    """At 00:40 local time, rebuild the marts from what landed."""
-    return RunRequest(run_key=f"marts-{context.scheduled_execution_time:%Y-%m-%d}")

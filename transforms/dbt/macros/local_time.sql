@@ -17,3 +17,12 @@
 {% macro hours_between(a, b) -%}
     (extract(epoch from ({{ b }} - {{ a }})) / 3600.0)
 {%- endmacro %}
+
+{#- Local midnight `days` before var refresh_from (YYYY-MM-DD), as a naive local timestamp. -#}
+{% macro refresh_start(days) -%}
+    {%- set day = var('refresh_from') | string -%}
+    {%- if not modules.re.match('^[0-9]{4}-[0-9]{2}-[0-9]{2}$', day) -%}
+        {{ exceptions.raise_compiler_error("var refresh_from must be a local date YYYY-MM-DD, got " ~ day) }}
+    {%- endif -%}
+    cast(cast('{{ day }}' as date) - {{ days | int }} as timestamp)
+{%- endmacro %}

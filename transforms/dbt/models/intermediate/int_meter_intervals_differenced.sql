@@ -13,10 +13,25 @@
 --   meter_swap         the previous reading came from another meter of the household: from power
 -- The power estimate is the mean of the two readings' power_w over the interval, clamped to
 -- [0, meter_max_kw]. fct_meter_repairs lists every interval that is not `ok`.
+--
+-- Incremental: with var refresh_from (a local date, set by the micro-batch and nightly runs) only
+-- the days from refresh_from on are recomputed and replaced (delete+insert by local_date), reading
+-- readings from refresh_lookback_days earlier so each day's first interval has its previous
+-- reading. Without the var every day is recomputed. A reading gap longer than the lookback that
+-- ends inside the refreshed days needs a run without refresh_from (the nightly full build).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='local_date',
+    on_schema_change='sync_all_columns',
+) }}
 with meter as (
     select *
     from {{ ref('stg_raw__energy_readings') }}
     where device_type = 'smart_meter' and energy_import_kwh is not null
+    {%- if is_incremental() and var('refresh_from', none) %}
+        and ts_local >= {{ refresh_start(var('refresh_lookback_days')) }}
+    {%- endif %}
 ),
 
 lagged as (
@@ -92,3 +107,6 @@ select
     repair_kind,
     repair_kind not in ('ok', 'gap') as was_repaired
 from classified
+{%- if is_incremental() and var('refresh_from', none) %}
+where interval_start_local >= {{ refresh_start(0) }}
+{%- endif %}
