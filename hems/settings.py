@@ -7,6 +7,9 @@ one clear error line instead of a traceback deep inside a driver.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -74,9 +77,66 @@ class InfluxSettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
+    """The serving API (``HEMS_API__<NAME>``): address, CORS, tokens, field encryption, rate limit.
+
+    Secrets come only from the environment. In the ``local`` profile an empty ``jwt_secret`` or
+    ``field_keys`` is generated once into ``<HEMS_DATA_DIR>/secrets/`` (a developer machine);
+    the ``stack`` profile refuses to start without them.
+    """
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     cors_origins: list[str] = ["http://localhost:8501", "http://127.0.0.1:8501"]
+    #: HS256 signing secret of access tokens (at least 32 characters)
+    jwt_secret: SecretStr = SecretStr("")
+    jwt_issuer: str = "hems"
+    jwt_audience: str = "hems-api"
+    access_token_ttl_s: int = Field(900, ge=30, le=86_400)
+    refresh_token_ttl_s: int = Field(14 * 86_400, ge=300, le=366 * 86_400)
+    #: AES-256-GCM keys of personal fields: ``kid:base64key[,kid:base64key...]``; the first one
+    #: encrypts, every one decrypts (rotation: put the new key first, re-encrypt, drop the old)
+    field_keys: SecretStr = SecretStr("")
+    #: requests per window per user (per client IP when anonymous)
+    rate_limit_requests: int = Field(100, ge=1)
+    rate_limit_window_s: float = Field(900.0, gt=0)
+    #: rate-limit keys in Redis are ``<HEMS_REDIS__KEY_PREFIX><rate_limit_key_prefix><who>``
+    rate_limit_key_prefix: str = "ratelimit:"
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_secret(cls, v: SecretStr) -> SecretStr:
+        if v.get_secret_value() and len(v.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -base64 48`)")
+        return v
+
+    @field_validator("field_keys")
+    @classmethod
+    def _key_ring(cls, v: SecretStr) -> SecretStr:
+        if v.get_secret_value():
+            parse_field_keys(v.get_secret_value())  # raises ValueError with the reason
+        return v
+
+
+FIELD_KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def parse_field_keys(text: str) -> list[tuple[str, bytes]]:
+    """``kid:base64key,...`` as [(kid, 32-byte key)], first = the encrypting key."""
+    ring: list[tuple[str, bytes]] = []
+    for n, part in enumerate(p.strip() for p in text.split(",")):
+        kid, sep, encoded = part.partition(":")
+        if not sep or not FIELD_KEY_ID.match(kid):
+            raise ValueError(f"entry {n + 1} is not `kid:base64key` with kid of [A-Za-z0-9_-], 1-32 chars")
+        try:
+            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=False)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"key {kid!r} is not base64") from None
+        if len(key) != 32:
+            raise ValueError(f"key {kid!r} is {len(key)} bytes; AES-256 needs 32 (`openssl rand -base64 32`)")
+        if any(k == kid for k, _ in ring):
+            raise ValueError(f"key id {kid!r} appears twice")
+        ring.append((kid, key))
+    return ring
 
 
 class UiPorts(BaseModel):

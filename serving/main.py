@@ -2,32 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from hems.settings import get_settings
-from serving.api.routes import dashboard, health, realtime
+from serving import middleware
+from serving.api.routes import auth, challenges, dashboard, health, households, notifications, realtime, users
 from serving.api.routes import ingest as ingest_routes
 from serving.problems import install_problem_handlers
+from serving.rate_limit import RateLimiter
+from serving.security import check_configured
+
+DESCRIPTION = """Households, energy dashboards, predictions, rewards and device data for apps.
+
+Authenticate with `POST /auth/token` (OAuth2 password flow) and send
+`Authorization: Bearer <access_token>`. Errors are RFC 9457 problem details
+(`application/problem+json`). 100 requests per 15 minutes per user; see docs/api.md.
+"""
 
 
-def create_app() -> FastAPI:
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # refuse to serve without secrets (stack profile); the local profile generates its own
+    check_configured(get_settings())
+    yield
+
+
+def create_app(rate_limiter: RateLimiter | None = None) -> FastAPI:
+    """The app for the current settings; ``rate_limiter`` replaces the profile's (tests)."""
     settings = get_settings()
-    app = FastAPI(
-        title="HEMS platform API",
-        version="0.1.0",
-        description="Households, energy dashboards, predictions, rewards and device data for apps.",
-    )
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.api.cors_origins,
-        allow_methods=["*"],
-        allow_headers=["*"],
-        allow_credentials=True,
-    )
+    app = FastAPI(title="HEMS platform API", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
+    middleware.install(app, settings, rate_limiter)
     install_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(users.router)
+    app.include_router(households.router)
     app.include_router(dashboard.router)
+    app.include_router(notifications.router)
+    app.include_router(challenges.router)
     app.include_router(ingest_routes.router)
     app.include_router(realtime.router)
     return app

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hems.errors import HemsError, ServiceUnavailable
+from serving.request_context import request_id_var
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -23,6 +24,9 @@ def problem(status: int, detail: str, *, title: str | None = None, **extra: Any)
         "detail": detail,
         **extra,
     }
+    request_id = request_id_var.get()
+    if request_id is not None:  # the id support staff will ask for
+        body.setdefault("request_id", request_id)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 

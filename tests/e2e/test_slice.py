@@ -8,6 +8,7 @@ ground truth (sum of simulated minute energies): grid import by TOU band to 0.1 
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -65,6 +66,9 @@ def profile_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict
     env.update({f"HEMS_POSTGRES__{k}_DATABASE": v for k, v in names.items()})
     env["HEMS_INFLUX__DATABASE"] = unique_name()
     env["HEMS_REDIS__KEY_PREFIX"] = unique_name() + ":"
+    # the stack profile takes its API secrets from the environment only (docs/api.md, 'Secrets')
+    env["HEMS_API__JWT_SECRET"] = base64.b64encode(os.urandom(48)).decode()
+    env["HEMS_API__FIELD_KEYS"] = "e2e:" + base64.b64encode(os.urandom(32)).decode()
     try:
         yield env
     finally:
@@ -102,7 +106,23 @@ def test_slice_matches_ground_truth(profile_env: dict[str, str], monkeypatch: py
 
     from serving.main import create_app
 
+    from hems.stores import appdb
+    from hems.stores.appdb import Role
+    from serving.security import create_user
+
     client = TestClient(create_app())
+    # an analyst (who sees every household) signs in through the OAuth2 password flow
+    create_user(
+        appdb.get_engine(settings.app_database_url),
+        "analyst@example.kr",
+        "correct horse 42",
+        role=Role.analyst,
+    )
+    signed_in = client.post(
+        "/auth/token", data={"username": "analyst@example.kr", "password": "correct horse 42"}
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    client.headers["Authorization"] = f"Bearer {signed_in.json()['access_token']}"
     first, last = truth["date"].min(), truth["date"].max()
     checked = 0
     for household_id in truth["household_id"].unique().to_list():
@@ -143,7 +163,5 @@ def test_slice_matches_ground_truth(profile_env: dict[str, str], monkeypatch: py
     page = AppTest.from_file(str(PROJECT_ROOT / "dashboards" / "streamlit_app.py"), default_timeout=60).run()
     assert not page.exception
     energy = next(m for m in page.metric if m.label == "Energy")
-    assert float(energy.value.replace(",", "").split()[0]) == pytest.approx(
-        truth["load_kwh"].sum(), rel=1e-2
-    )
+    assert float(energy.value.replace(",", "").split()[0]) == pytest.approx(truth["load_kwh"].sum(), rel=1e-2)
     get_settings.cache_clear()

@@ -1,14 +1,35 @@
-"""API tests on the embedded profile: one fresh data dir, migrated app DB and in-process stores."""
+"""API tests on the embedded profile: one fresh data dir, migrated app DB and in-process stores.
+
+Accounts are made directly in the app database with one pre-computed Argon2 hash (hashing is
+deliberately ~0.1 s), and tokens are minted by the same code ``POST /auth/token`` uses; the
+login route itself is tested in test_auth_routes.py.
+"""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import pytest
 
 from hems.settings import Settings, get_settings
 from hems.stores import appdb
+from hems.stores.appdb.models import Role
+
+PASSWORD = "correct horse battery"
+JWT_SECRET = "test-secret-" + "x" * 40
+KEY_A = "ka:" + base64.b64encode(bytes(range(32))).decode()
+KEY_B = "kb:" + base64.b64encode(bytes(range(32, 64))).decode()
+
+
+@cache
+def password_hash() -> str:
+    from serving.security import hash_password
+
+    return hash_password(PASSWORD)
 
 
 @pytest.fixture
@@ -16,6 +37,8 @@ def embedded_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Se
     """Settings of a fresh embedded profile with the app DB migrated; the app is built by the test."""
     monkeypatch.setenv("HEMS_PROFILE", "local")
     monkeypatch.setenv("HEMS_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("HEMS_API__JWT_SECRET", JWT_SECRET)
+    monkeypatch.setenv("HEMS_API__FIELD_KEYS", KEY_A)
     # fresh process-wide in-memory cache and live bus, settings and raw store for this test
     monkeypatch.setattr("hems.stores.cache._instances._local", None)
     monkeypatch.setattr("hems.stores.live_bus._instances._local", None)
@@ -29,3 +52,43 @@ def embedded_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Se
     appdb.dispose_engine(settings.app_database_url)
     deps.raw_store_dep.cache_clear()
     get_settings.cache_clear()
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    role: Role
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def make_account(settings: Settings, email: str, role: Role = Role.resident, **fields: str) -> Account:
+    from serving.security import create_access_token, create_user
+
+    engine = appdb.get_engine(settings.app_database_url)
+    user_id = create_user(engine, email, role=role, password_hash=password_hash(), **fields)
+    token, _ = create_access_token(user_id, role, settings)
+    return Account(user_id, role, token)
+
+
+@pytest.fixture
+def accounts(embedded_api: Settings) -> dict[str, Account]:
+    """Two residents (owning hh-1 and hh-2), an analyst and an admin; hh-3 has no owner."""
+    made = {
+        "alice": make_account(embedded_api, "alice@example.kr"),
+        "bob": make_account(embedded_api, "bob@example.kr"),
+        "analyst": make_account(embedded_api, "ana@example.kr", Role.analyst),
+        "admin": make_account(embedded_api, "root@example.kr", Role.admin),
+    }
+    appdb.upsert_households(
+        [
+            {"id": "hh-1", "name": "one", "timezone": "Asia/Seoul", "user_id": made["alice"].id},
+            {"id": "hh-2", "name": "two", "timezone": "Asia/Seoul", "user_id": made["bob"].id},
+            {"id": "hh-3", "name": "three", "timezone": "Asia/Seoul"},
+        ],
+        url=embedded_api.app_database_url,
+    )
+    return made

@@ -13,18 +13,19 @@ from fastapi.testclient import TestClient
 from hems.settings import Settings
 from hems.stores import appdb
 from hems.stores.raw_store import get_raw_store
+from tests.serving.conftest import Account
 
 SEOUL = ZoneInfo("Asia/Seoul")
 
 
 @pytest.fixture
-def client(embedded_api: Settings) -> Iterator[TestClient]:
+def client(embedded_api: Settings, accounts: dict[str, Account]) -> Iterator[TestClient]:
+    """Alice owns hh-1 (with history and today's readings) and, for these tests, hh-2 (empty)."""
     from serving.main import create_app
 
     settings = embedded_api
     url = settings.app_database_url
-    appdb.upsert_households([{"id": "hh-1", "name": "one", "timezone": "Asia/Seoul"}], url=url)
-    appdb.upsert_households([{"id": "hh-2", "name": "two", "timezone": "Asia/Seoul"}], url=url)
+    appdb.upsert_households([{"id": "hh-2", "user_id": accounts["alice"].id}], url=url)
     appdb.upsert_energy_usage_daily(
         [
             {
@@ -54,7 +55,7 @@ def client(embedded_api: Settings) -> Iterator[TestClient]:
             }
         )
     )
-    yield TestClient(create_app())
+    yield TestClient(create_app(), headers=accounts["alice"].headers)
 
 
 def test_history_totals_and_today(client: TestClient) -> None:

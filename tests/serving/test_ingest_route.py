@@ -11,13 +11,15 @@ from fastapi.testclient import TestClient
 from hems.settings import Settings, get_settings
 from hems.stores.raw_store import get_raw_store
 from ingest.quarantine import Quarantine
+from tests.serving.conftest import Account
 
 
 @pytest.fixture
-def client(embedded_api: Settings) -> Iterator[TestClient]:
+def client(embedded_api: Settings, accounts: dict[str, Account]) -> Iterator[TestClient]:
+    """Posting as an admin (any household); who may post what: test_ingest_authorization below."""
     from serving.main import create_app
 
-    with TestClient(create_app()) as c:
+    with TestClient(create_app(), headers=accounts["admin"].headers) as c:
         yield c
 
 
@@ -60,3 +62,43 @@ def test_too_many_readings_is_413(client: TestClient, monkeypatch: pytest.Monkey
     resp = client.post("/ingest/readings", json=[{}] * 4)
     assert resp.status_code == 413
     assert "at most 3" in resp.json()["detail"]
+
+
+def test_ingest_authorization(client: TestClient, accounts: dict[str, Account]) -> None:
+    """A resident writes only their own households' readings; an analyst writes nothing."""
+    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+
+    def reading(hh: object, **extra: object) -> dict:
+        return {
+            "household_id": hh,
+            "device_id": "dev-1",
+            "device_type": "smart_meter",
+            "ts": now,
+            "power_w": 1.0,
+            **extra,
+        }
+
+    body = [
+        reading("hh-1"),  # alice's
+        reading("hh-2"),  # bob's
+        {"device_id": "dev-1", "device_type": "smart_meter", "ts": now, "fields": {"household_id": "hh-2"}},
+        reading(2),  # not a string: could be coerced into someone's id, so refused
+        {"device_id": "dev-1", "device_type": "smart_meter", "ts": now, "power_w": 1.0},  # no household
+    ]
+    resp = client.post("/ingest/readings", json=body, headers=accounts["alice"].headers)
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    assert (out["received"], out["written"], out["rejected"]) == (5, 1, 4)
+    assert [(e["index"], e["reason"]) for e in out["errors"]] == [
+        (1, "forbidden:household_id"),
+        (2, "forbidden:household_id"),
+        (3, "forbidden:household_id"),
+        (4, "missing_field:household_id"),
+    ]
+    assert Quarantine(get_settings().app_database_url).counts_by_reason() == {"missing_field:household_id": 1}
+
+    analyst = client.post("/ingest/readings", json=[reading("hh-1")], headers=accounts["analyst"].headers)
+    assert analyst.status_code == 403
+    assert analyst.headers["content-type"].startswith("application/problem+json")
+    anonymous = client.post("/ingest/readings", json=[reading("hh-1")], headers={"Authorization": ""})
+    assert anonymous.status_code == 401

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from hems.settings import Settings
-from hems.stores import appdb
 from ingest.device_state import DeviceStateTracker
+from tests.serving.conftest import Account
 
 T0 = dt.datetime(2025, 7, 1, 10, 0, tzinfo=dt.UTC)
 
@@ -31,13 +31,15 @@ def meter(ts: dt.datetime, power: float) -> pl.DataFrame:
 
 
 @pytest.fixture
-def app_env(embedded_api: Settings) -> Iterator[tuple[TestClient, DeviceStateTracker]]:
+def app_env(
+    embedded_api: Settings, accounts: dict[str, Account]
+) -> Iterator[tuple[TestClient, DeviceStateTracker]]:
+    """A client authenticated as an analyst (reaches every household; scoping: test_authorization)."""
     from serving.main import create_app
 
-    url = embedded_api.app_database_url
-    appdb.upsert_households([{"id": "hh-1", "name": "one"}, {"id": "hh-2", "name": "two"}], url=url)
     tracker = DeviceStateTracker.from_settings(embedded_api)
-    with TestClient(create_app()) as client:
+    with TestClient(create_app(), headers=accounts["analyst"].headers) as client:
+        client.token = accounts["analyst"].token  # type: ignore[attr-defined]
         yield client, tracker
 
 
@@ -74,7 +76,10 @@ def test_bad_households_get_problem_details(
 def test_websocket_sends_snapshot_then_updates(app_env: tuple[TestClient, DeviceStateTracker]) -> None:
     client, tracker = app_env
     tracker.observe(meter(T0, 500.0))
-    with client.websocket_connect("/ws/households/hh-1/readings") as ws:
+    with client.websocket_connect(
+        "/ws/households/hh-1/readings", subprotocols=["bearer", client.token]
+    ) as ws:  # type: ignore[attr-defined]
+        assert ws.accepted_subprotocol == "bearer"
         snapshot = ws.receive_json()
         assert snapshot["type"] == "snapshot"
         assert snapshot["by_type"]["smart_meter"]["power_w"] == 500.0
@@ -100,7 +105,7 @@ def test_websocket_sends_snapshot_then_updates(app_env: tuple[TestClient, Device
 def test_websocket_unknown_household_closes_4404(
     app_env: tuple[TestClient, DeviceStateTracker], household_id: str
 ) -> None:
-    path = f"/ws/households/{household_id}/readings"
+    path = f"/ws/households/{household_id}/readings?token={app_env[0].token}"  # type: ignore[attr-defined]
     with app_env[0].websocket_connect(path) as ws, pytest.raises(WebSocketDisconnect) as closed:
         ws.receive_json()
     assert closed.value.code == 4404

@@ -338,3 +338,53 @@ class IngestQuarantine(Base):
     detail: Mapped[str | None] = mapped_column(sa.Text)
     payload: Mapped[bytes] = mapped_column(sa.LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
+
+
+class RefreshToken(Base):
+    """One issued refresh token, stored only as its SHA-256 (the token itself is never kept).
+
+    Tokens rotate: using one marks it ``used_at`` and issues a successor in the same
+    ``family_id``. Presenting a used token again means it was stolen or replayed, so the whole
+    family (every session descended from that login) is revoked.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigIntId, sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    family_id: Mapped[str] = mapped_column(sa.String(36), index=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    issued_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class Settlement(Base):
+    """Totals of one program period as last settled (``transforms.ledger.settle_month``).
+
+    Re-settling after a late adjustment updates the row and bumps ``revision``; the export's
+    file name and SHA-256 are kept so a file handed to the program operator can be checked.
+    """
+
+    __tablename__ = "settlements"
+    __table_args__ = (sa.UniqueConstraint("program_id", "period"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(
+        BigIntId, sa.ForeignKey("reward_programs.id", ondelete="RESTRICT")
+    )
+    period: Mapped[str] = mapped_column(sa.String(64))
+    households: Mapped[int] = mapped_column(sa.Integer)
+    households_paid: Mapped[int] = mapped_column(sa.Integer)
+    points: Mapped[int] = mapped_column(sa.BigInteger)
+    reward_krw: Mapped[float] = mapped_column(sa.Numeric(16, 2, asdecimal=False))
+    savings_kwh: Mapped[float] = mapped_column(sa.Numeric(16, 3, asdecimal=False))
+    revision: Mapped[int] = mapped_column(sa.Integer, default=1, server_default="1")
+    export_file: Mapped[str | None] = mapped_column(sa.String(255))
+    export_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    settled_at: Mapped[dt.datetime]
+
+
+# Settlement and re-run reads select one program period of the ledger.
+sa.Index(None, PointsLedger.program_id, PointsLedger.period)

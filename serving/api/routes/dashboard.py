@@ -21,7 +21,7 @@ from hems.contracts import ENERGY_CONSUMPTION, DeviceType
 from hems.settings import Settings
 from hems.stores.cache import Cache
 from hems.stores.raw_store import RawStore
-from serving.deps import cache_dep, engine_dep, raw_store_dep, settings_dep
+from serving.deps import HouseholdRef, cache_dep, engine_dep, household_access, raw_store_dep, settings_dep
 
 router = APIRouter(tags=["users and households"])
 
@@ -66,7 +66,7 @@ class EnergyDashboard(BaseModel):
 
 @router.get("/dashboard/energy", response_model=EnergyDashboard, summary="Energy dashboard of a household")
 def dashboard_energy(
-    household_id: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
+    household: Annotated[HouseholdRef, Depends(household_access)],
     settings: Annotated[Settings, Depends(settings_dep)],
     engine: Annotated[Engine, Depends(engine_dep)],
     raw: Annotated[RawStore, Depends(raw_store_dep)],
@@ -74,12 +74,8 @@ def dashboard_energy(
     start: Annotated[date | None, Query(description="first local day (default: 30 days before end)")] = None,
     end: Annotated[date | None, Query(description="last local day, inclusive (default: yesterday)")] = None,
 ) -> EnergyDashboard:
-    with engine.connect() as con:
-        household = con.execute(
-            text("SELECT id, timezone FROM households WHERE id = :id"), {"id": household_id}
-        ).first()
-    if household is None:
-        raise HTTPException(404, f"household {household_id!r} not found")
+    """``household_id`` (query) must be a household the caller may reach (404 otherwise)."""
+    household_id = household.id
     tz_name = household.timezone or settings.domain.timezone
     tz = ZoneInfo(tz_name)
     today = datetime.now(tz).date()

@@ -1,11 +1,11 @@
-"""Liveness and readiness (the gateway duties of the seed design)."""
+"""Liveness, readiness and Prometheus metrics (the gateway duties of the seed design)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -47,3 +47,9 @@ def ready(
     return JSONResponse(
         {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
     )
+
+
+@router.get("/metrics", summary="Prometheus metrics: request latency per route, statuses, rate limiting")
+def metrics(request: Request) -> Response:
+    api_metrics = request.app.state.metrics
+    return Response(api_metrics.render(), media_type=api_metrics.content_type)

@@ -3,6 +3,12 @@
 Same validation, normalization, de-duplication and quarantine as MQTT (``ingest.pipeline``), so a
 reading is judged the same whichever way it arrives.  Each rejected reading is reported by its
 position in the body with its reason code; the valid ones are written.
+
+Who may post: an **admin** (gateways and integrations run under an admin service account) for
+any household, and a **resident** for households they own — a reading naming any other
+household is rejected by index with reason ``forbidden:household_id`` (not quarantined: it is
+not bad data, just not theirs) and the rest of the batch is processed. **Analysts** are
+read-only (403). Devices speaking MQTT authenticate at the broker instead (per-device ACLs).
 """
 
 from __future__ import annotations
@@ -13,15 +19,18 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from hems.settings import Settings, get_settings
+from hems.stores.appdb.models import Role
 from hems.stores.raw_store import RawStore
 from ingest.device_state import DeviceStateTracker
 from ingest.pipeline import IngestPipeline
 from ingest.quarantine import Quarantine
-from serving.deps import raw_store_dep, settings_dep
+from serving.deps import engine_dep, owned_household_ids, raw_store_dep, require_role, settings_dep
 from serving.problems import problem
+from serving.security import Principal
 
 router = APIRouter(tags=["IoT collector"])
 
@@ -45,6 +54,29 @@ class IngestResult(BaseModel):
 
 
 _pipelines: dict[tuple[int, str], IngestPipeline] = {}
+
+FORBIDDEN = "forbidden:household_id"
+
+
+def _effective_household(item: Any) -> Any:
+    """The household_id the pipeline will use: top level wins over ``fields`` (as in prepare)."""
+    if not isinstance(item, dict):
+        return None
+    if "household_id" in item:
+        return item["household_id"]
+    nested = item.get("fields")
+    return nested.get("household_id") if isinstance(nested, dict) else None
+
+
+def split_by_ownership(items: list[Any], owned: set[str]) -> tuple[list[int], list[int]]:
+    """(indexes to process, indexes naming a household the caller does not own). Readings with
+    no household_id go to the pipeline, which rejects them with the usual reason."""
+    keep: list[int] = []
+    forbidden: list[int] = []
+    for i, item in enumerate(items):
+        hh = _effective_household(item)
+        (keep if hh is None or (isinstance(hh, str) and hh in owned) else forbidden).append(i)
+    return keep, forbidden
 
 
 def pipeline_dep(
@@ -85,7 +117,10 @@ def pipeline_dep(
     },
 )
 async def ingest_readings(
-    request: Request, pipeline: Annotated[IngestPipeline, Depends(pipeline_dep)]
+    request: Request,
+    pipeline: Annotated[IngestPipeline, Depends(pipeline_dep)],
+    principal: Annotated[Principal, Depends(require_role(Role.admin, Role.resident))],
+    engine: Annotated[Engine, Depends(engine_dep)],
 ) -> Any:
     """Validate and write a JSON array of readings; per-reading errors by index."""
     path = request.url.path
@@ -104,15 +139,23 @@ async def ingest_readings(
     limit = get_settings().ingest.http_max_readings
     if len(items) > limit:
         return problem(413, f"{len(items)} readings; at most {limit} per request", instance=path)
-    result = await run_in_threadpool(pipeline.process_readings, items, "http")
+    keep, forbidden = list(range(len(items))), list[int]()
+    if principal.role is not Role.admin:
+        owned = await run_in_threadpool(owned_household_ids, engine, principal.user_id)
+        keep, forbidden = split_by_ownership(items, owned)
+    result = await run_in_threadpool(pipeline.process_readings, [items[i] for i in keep], "http")
     errors = [
-        ReadingError(index=r["index"], reason=r["reason"], detail=r["detail"])
-        for r in result.rejects.sort("index").iter_rows(named=True)
+        ReadingError(index=keep[r["index"]], reason=r["reason"], detail=r["detail"])
+        for r in result.rejects.iter_rows(named=True)
     ]
+    errors += [
+        ReadingError(index=i, reason=FORBIDDEN, detail="not one of your households") for i in forbidden
+    ]
+    errors.sort(key=lambda e: e.index)
     out = IngestResult(
         received=len(items),
         written=result.written,
-        rejected=result.rejected,
+        rejected=result.rejected + len(forbidden),
         duplicates=result.stats.duplicates,
         unknown_fields=sum(result.stats.unknown_fields.values()),
         errors=errors,

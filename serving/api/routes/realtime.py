@@ -7,23 +7,25 @@ store — so these endpoints stay cheap however often apps poll.
 WebSocket protocol (``/ws/households/{id}/readings``): the server first sends
 ``{"type": "snapshot", ...}`` (the body of ``GET .../readings/latest``), then each update as
 ``{"type": "readings", "household_id", "readings": [...]}`` or ``{"type": "status", ...}``.
-Close codes: 4404 unknown household, 1011 live bus lost. The subscription starts before the
-snapshot is read, so no update falls between the two.
+Close codes: 4401 missing/invalid token, 4404 unknown household (or not the caller's), 1011 live
+bus lost. The subscription starts before the snapshot is read, so no update falls between the two.
 
-Auth: none yet. JWT and "a resident sees only their households" come with the API issue; these
-routes must then check the household against the token (the WebSocket via a token query
-parameter or the first message, since browsers cannot set headers on WebSockets).
+Auth: the HTTP routes use :func:`serving.deps.household_access`. Browsers cannot set headers on
+a WebSocket, so it takes the access token as the subprotocol pair ``["bearer", <token>]``
+(preferred: it stays out of URLs and logs; the server answers with subprotocol ``bearer``) or as
+the query parameter ``?token=<token>``, and applies the same rule
+(:func:`serving.deps.authorize_household`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, WebSocket
+import anyio
+from fastapi import APIRouter, Depends, HTTPException, WebSocket
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketState
@@ -31,7 +33,14 @@ from starlette.websockets import WebSocketState
 from hems.errors import ServiceUnavailable
 from hems.settings import Settings
 from ingest.device_state import DeviceStateTracker
-from serving.deps import settings_dep
+from serving.deps import (
+    HouseholdRef,
+    authorize_household,
+    engine_dep,
+    household_access,
+    principal_from_token,
+    settings_dep,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +48,10 @@ router = APIRouter(tags=["IoT collector"])
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 _ID = re.compile(ID_PATTERN)
-HouseholdId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
+CLOSE_UNAUTHORIZED = 4401
 CLOSE_UNKNOWN_HOUSEHOLD = 4404
+WS_AUTH_SUBPROTOCOL = "bearer"
 CLOSE_BUS_LOST = 1011
 
 
@@ -74,21 +84,16 @@ class DeviceStatus(BaseModel):
     registered: bool
 
 
-def _require_household(tracker: DeviceStateTracker, household_id: str) -> None:
-    if not tracker.household_exists(household_id):
-        raise HTTPException(404, f"household {household_id!r} not found")
-
-
 @router.get(
     "/households/{household_id}/readings/latest",
     response_model=LatestReadings,
     summary="Newest reading per device type and per device",
 )
 def latest_readings(
-    household_id: HouseholdId, tracker: Annotated[DeviceStateTracker, Depends(tracker_dep)]
+    household: Annotated[HouseholdRef, Depends(household_access)],
+    tracker: Annotated[DeviceStateTracker, Depends(tracker_dep)],
 ) -> dict[str, Any]:
-    _require_household(tracker, household_id)
-    return tracker.latest_for_household(household_id)
+    return tracker.latest_for_household(household.id)
 
 
 @router.get(
@@ -97,20 +102,35 @@ def latest_readings(
     summary="Online/offline and last_seen of each device",
 )
 def devices_status(
-    household_id: HouseholdId, tracker: Annotated[DeviceStateTracker, Depends(tracker_dep)]
+    household: Annotated[HouseholdRef, Depends(household_access)],
+    tracker: Annotated[DeviceStateTracker, Depends(tracker_dep)],
 ) -> list[dict[str, Any]]:
-    _require_household(tracker, household_id)
-    return tracker.devices_status(household_id)
+    return tracker.devices_status(household.id)
 
 
 @router.websocket("/ws/households/{household_id}/readings")
 async def live_readings(
-    websocket: WebSocket, household_id: str, tracker: Annotated[DeviceStateTracker, Depends(tracker_dep)]
+    websocket: WebSocket,
+    household_id: str,
+    tracker: Annotated[DeviceStateTracker, Depends(tracker_dep)],
+    settings: Annotated[Settings, Depends(settings_dep)],
 ) -> None:
-    # Accept first, then close with 4404: a close before accept reaches browsers as a bare 1006.
-    await websocket.accept()
+    offered = websocket.scope.get("subprotocols") or []
+    via_subprotocol = len(offered) >= 2 and offered[0] == WS_AUTH_SUBPROTOCOL
+    token = offered[1] if via_subprotocol else websocket.query_params.get("token")
+    # Accept first, then close with 44xx: a close before accept reaches browsers as a bare 1006.
+    await websocket.accept(subprotocol=WS_AUTH_SUBPROTOCOL if via_subprotocol else None)
+    try:
+        principal = principal_from_token(token, settings)
+    except HTTPException:
+        await websocket.close(CLOSE_UNAUTHORIZED, "missing or invalid access token")
+        return
     known = len(household_id) <= 64 and _ID.fullmatch(household_id) is not None
-    if not known or not await run_in_threadpool(tracker.household_exists, household_id):
+    try:
+        if not known:
+            raise HTTPException(404)
+        await run_in_threadpool(authorize_household, engine_dep(), principal, household_id)
+    except HTTPException:
         await websocket.close(CLOSE_UNKNOWN_HOUSEHOLD, "household not found")
         return
     if tracker.live_bus is None:  # from_settings always sets one; guard for hand-built trackers
@@ -120,15 +140,27 @@ async def live_readings(
         async with tracker.live_bus.subscribe(household_id) as subscription:
             snapshot = await run_in_threadpool(tracker.latest_for_household, household_id)
             await websocket.send_json({"type": "snapshot", **snapshot})
-            forward = asyncio.create_task(_forward(subscription, websocket))
-            watch = asyncio.create_task(_until_disconnect(websocket))
-            done, pending = await asyncio.wait({forward, watch}, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            error = forward.exception() if forward in done else None
-            if isinstance(error, ServiceUnavailable):
-                raise error
+            # whichever ends first (bus lost, client gone) ends the other; an anyio task group,
+            # not bare asyncio tasks, so a server cancelling this handler cancels both cleanly
+            lost: list[ServiceUnavailable] = []
+
+            async def forward() -> None:
+                try:
+                    await _forward(subscription, websocket)
+                except ServiceUnavailable as exc:
+                    lost.append(exc)
+                finally:
+                    group.cancel_scope.cancel()
+
+            async def watch() -> None:
+                await _until_disconnect(websocket)
+                group.cancel_scope.cancel()
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(forward)
+                group.start_soon(watch)
+            if lost:
+                raise lost[0]
     except ServiceUnavailable as exc:
         log.warning("live stream of %s ended: %s", household_id, exc)
         await _close(websocket, CLOSE_BUS_LOST, "live bus unavailable")

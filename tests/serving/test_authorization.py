@@ -1,0 +1,132 @@
+"""Authorization matrix: each role × each household-scoped endpoint × own / other / unowned / missing.
+
+Alice (resident) owns hh-1, Bob owns hh-2, hh-3 has no owner, ``nope`` does not exist. A
+resident asking for a household that is not theirs gets exactly the 404 of a missing one —
+same status, same title, no household data in the body.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from hems.settings import Settings
+from hems.stores import appdb
+from hems.stores.appdb.models import Challenge
+from tests.serving.conftest import Account
+
+TARGETS = ["hh-1", "hh-2", "hh-3", "nope"]
+READ_ENDPOINTS = {
+    "dashboard": ("GET", "/dashboard/energy?household_id={hh}"),
+    "household": ("GET", "/households/{hh}"),
+    "devices": ("GET", "/households/{hh}/devices"),
+    "devices_status": ("GET", "/households/{hh}/devices/status"),
+    "latest_readings": ("GET", "/households/{hh}/readings/latest"),
+    "challenge_progress": ("GET", "/community/challenges/1/progress?household_id={hh}"),
+}
+WRITE_ENDPOINTS = {"challenge_join": ("POST", "/community/challenges/2/join?household_id={hh}")}
+PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "request_id"}
+
+
+@pytest.fixture
+def client(embedded_api: Settings, accounts: dict[str, Account]) -> Iterator[TestClient]:
+    from serving.main import create_app
+
+    url = embedded_api.app_database_url
+    today = dt.date.today()
+    with appdb.session_scope(url) as session:
+        for code in ("progress", "join"):
+            session.add(
+                Challenge(
+                    code=code,
+                    title=code,
+                    goal_kwh=100.0,
+                    starts_on=today,
+                    ends_on=today + dt.timedelta(days=7),
+                )
+            )
+        session.flush()
+        session.add_all(
+            [appdb.ChallengeParticipant(challenge_id=1, household_id=h) for h in ("hh-1", "hh-2", "hh-3")]
+        )
+    with TestClient(create_app()) as c:
+        yield c
+
+
+def _expected(role: str, target: str, write: bool) -> int:
+    if role == "anonymous":
+        return 401
+    if target == "nope":
+        return 404
+    if role == "alice":
+        return 200 if target == "hh-1" else 404
+    if role == "analyst" and write:
+        return 403
+    return 200
+
+
+@pytest.mark.parametrize("role", ["anonymous", "alice", "analyst", "admin"])
+@pytest.mark.parametrize("endpoint", [*READ_ENDPOINTS, *WRITE_ENDPOINTS])
+def test_matrix(client: TestClient, accounts: dict[str, Account], role: str, endpoint: str) -> None:
+    write = endpoint in WRITE_ENDPOINTS
+    method, template = (WRITE_ENDPOINTS if write else READ_ENDPOINTS)[endpoint]
+    headers = {} if role == "anonymous" else accounts[role].headers
+    got = {}
+    bodies = {}
+    for target in TARGETS:
+        r = client.request(method, template.format(hh=target), headers=headers)
+        got[target] = 200 if r.status_code in (200, 201) else r.status_code
+        bodies[target] = r
+    assert got == {t: _expected(role, t, write) for t in TARGETS}
+    for target, r in bodies.items():
+        if got[target] >= 400:
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert set(r.json()) <= PROBLEM_KEYS  # a problem, never data
+    if role == "alice":  # another's household is indistinguishable from a missing one
+        for target in ("hh-2", "hh-3"):
+            assert bodies[target].json()["title"] == bodies["nope"].json()["title"] == "Not Found"
+            assert bodies[target].json()["detail"] == f"household {target!r} not found"
+
+
+@pytest.mark.parametrize("role", ["anonymous", "alice", "analyst", "admin"])
+def test_websocket_matrix(client: TestClient, accounts: dict[str, Account], role: str) -> None:
+    for target in TARGETS:
+        expected = _expected(role, target, write=False)
+        protocols = [] if role == "anonymous" else ["bearer", accounts[role].token]
+        with client.websocket_connect(f"/ws/households/{target}/readings", subprotocols=protocols) as ws:
+            if expected == 200:
+                assert ws.receive_json()["type"] == "snapshot"
+                continue
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == {401: 4401, 404: 4404}[expected], (role, target)
+
+
+def test_websocket_token_in_query_and_bad_tokens(client: TestClient, accounts: dict[str, Account]) -> None:
+    token = accounts["alice"].token
+    with client.websocket_connect(f"/ws/households/hh-1/readings?token={token}") as ws:
+        assert ws.receive_json()["type"] == "snapshot"
+    for path, protocols in [
+        (f"/ws/households/hh-1/readings?token={token}x", []),
+        ("/ws/households/hh-1/readings", ["bearer", token[:-3] + "abc"]),
+        ("/ws/households/hh-1/readings", ["bearer"]),
+    ]:
+        with (
+            client.websocket_connect(path, subprotocols=protocols) as ws,
+            pytest.raises(WebSocketDisconnect) as closed,
+        ):
+            ws.receive_json()
+        assert closed.value.code == 4401
+
+
+def test_household_list_is_scoped(client: TestClient, accounts: dict[str, Account]) -> None:
+    def ids(who: str) -> list[str]:
+        return [h["id"] for h in client.get("/households", headers=accounts[who].headers).json()["items"]]
+
+    assert ids("alice") == ["hh-1"]
+    assert ids("bob") == ["hh-2"]
+    assert ids("analyst") == ids("admin") == ["hh-1", "hh-2", "hh-3"]
