@@ -203,6 +203,59 @@ def bill(
     console.print(table)
 
 
+@app.command()
+def baseline(
+    meter: Annotated[Path, typer.Option(help="meter CSV: a timestamp and a kWh column (hourly or daily)")],
+    reporting_start: Annotated[str, typer.Option(help="first reporting day YYYY-MM-DD (CBL: the event day)")],
+    temperature: Annotated[
+        Path | None, typer.Option(help="temperature CSV: a timestamp and a temperature column")
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="caltrack-daily | cashback | cbl-mid-6-10 | cbl-max-4-5")
+    ] = "caltrack-daily",
+    temperature_unit: Annotated[str, typer.Option(help="C or F")] = "C",
+    as_json: Annotated[bool, typer.Option("--json", help="print machine-readable JSON")] = False,
+) -> None:
+    """Baseline, counterfactual, savings and verdict for your own meter data (docs/incentives.md)."""
+    from transforms.meter_files import METHODS, MeterFileError, baseline_report
+
+    if method not in METHODS:
+        raise typer.BadParameter(f"{method!r} is not one of {', '.join(METHODS)}", param_hint="--method")
+    if temperature_unit.upper() not in ("C", "F"):
+        raise typer.BadParameter(f"{temperature_unit!r} is not C or F", param_hint="--temperature-unit")
+    start = _parse_day(reporting_start)
+    try:
+        report = baseline_report(
+            meter, temperature, start, method, temperature_unit, timezone=get_settings().domain.timezone
+        )
+    except MeterFileError as exc:  # a bad input file is a usage error: one line, exit 2
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(report, ensure_ascii=False))
+        return
+    verdict = "[green]qualified[/]" if report["qualified"] else f"[red]not qualified[/]: {report['reason']}"
+    table = Table("figure", "value", title=f"baseline ({method}) from {meter.name}")
+    for key, value in report.items():
+        if key in ("hourly", "qualified", "reason"):
+            continue
+        if value is None:
+            text = "—"
+        elif isinstance(value, float):
+            text = f"{value:,.4f}".rstrip("0").rstrip(".")
+        else:
+            text = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+        table.add_row(key, text)
+    table.add_row("verdict", verdict)
+    console.print(table)
+    if report.get("hourly"):
+        hours = Table("hour", "CBL kWh", "actual kWh", title="event day, hour by hour")
+        for row in report["hourly"]:
+            cbl = "—" if row["cbl_kwh"] is None else f"{row['cbl_kwh']:.3f}"
+            hours.add_row(f"{row['hour']:02d}", cbl, f"{row['actual_kwh']:.3f}")
+        console.print(hours)
+
+
 # --- ingest workers -------------------------------------------------------------------------
 def _device_tracker(settings: Settings):
     """Device state (latest readings, last_seen, offline notifications) with its sweeper thread."""
