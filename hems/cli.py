@@ -610,11 +610,32 @@ def demo(
             # the simulator's final boundary reading sits at 00:00 of the day after `last`
             result = run_energy_pipeline(first, last + timedelta(days=1), settings)
         console.print(f"landed {result.landed_rows:,} readings over {result.landed_partitions} days")
+        _demo_incentives_and_ml(settings, first, last)
         marker.write_text(json.dumps(wanted))
     _print_summary(settings)
     console.print(f"pipeline ready in {time.monotonic() - started:,.1f} s")
     if serve_uis:
         _serve(["dagster", "api", "dashboards", "mlflow"], settings)
+
+
+def _demo_incentives_and_ml(settings: Settings, first: date, last: date) -> None:
+    """Rewards for the demo's months and one demand-response event (17–20 h on its last weekday),
+    then the four ML models trained, registered and promoted — so every UI has something real."""
+    from orchestration.defs.incentives.partitions import dr_event_key
+    from orchestration.lib.runner import run_incentive_pipeline, run_ml_pipeline
+
+    months = sorted({date(d.year, d.month, 1) for d in (first, last)})
+    event_day = last
+    while event_day.weekday() >= 5:
+        event_day -= timedelta(days=1)
+    with console.status("rewards: cashback, weather-normalized savings, a DR event → points ledger"):
+        incentives = run_incentive_pipeline(months, [dr_event_key(event_day, 17, 20)], settings)
+    console.print(
+        f"rewards paid: {sum(incentives.paid_krw.values()):,} KRW over {len(incentives.run_ids)} runs"
+    )
+    with console.status("ML: features → train → evaluate → promote → predictions (MLflow)"):
+        ml = run_ml_pipeline(settings)
+    console.print(f"ML models trained; checks passed: {sum(ml.checks.values())}/{len(ml.checks)}")
 
 
 def _reset_demo(settings: Settings) -> None:
@@ -627,6 +648,8 @@ def _reset_demo(settings: Settings) -> None:
     if settings.profile.value == "local":
         (settings.data_dir / "app.sqlite3").unlink(missing_ok=True)
         shutil.rmtree(settings.dagster_home, ignore_errors=True)
+        shutil.rmtree(settings.mlflow_dir, ignore_errors=True)
+    shutil.rmtree(settings.data_dir / "exports", ignore_errors=True)
 
 
 def _print_summary(settings: Settings) -> None:

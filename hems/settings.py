@@ -186,7 +186,7 @@ class IngestSettings(BaseModel):
 
 class DemoSettings(BaseModel):
     households: int = Field(20, ge=1, le=100_000)
-    days: int = Field(14, ge=1, le=3660)
+    days: int = Field(21, ge=1, le=3660)  # three weeks: a demand-response CBL needs 10 weekdays
     seed: int = 42
 
 

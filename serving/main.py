@@ -9,7 +9,18 @@ from fastapi import FastAPI
 
 from hems.settings import get_settings
 from serving import middleware
-from serving.api.routes import auth, challenges, dashboard, health, households, notifications, realtime, users
+from serving.api.routes import (
+    auth,
+    challenges,
+    dashboard,
+    health,
+    households,
+    leaderboard,
+    notifications,
+    realtime,
+    rewards,
+    users,
+)
 from serving.api.routes import ingest as ingest_routes
 from serving.problems import install_problem_handlers
 from serving.rate_limit import RateLimiter
@@ -43,6 +54,8 @@ def create_app(rate_limiter: RateLimiter | None = None) -> FastAPI:
     app.include_router(dashboard.router)
     app.include_router(notifications.router)
     app.include_router(challenges.router)
+    app.include_router(leaderboard.router)
+    app.include_router(rewards.router)
     app.include_router(ingest_routes.router)
     app.include_router(realtime.router)
     return app

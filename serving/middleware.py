@@ -26,7 +26,7 @@ from hems.settings import Settings
 from serving.metrics import UNMATCHED, ApiMetrics
 from serving.problems import PROBLEM_JSON
 from serving.rate_limit import RateLimiter, rate_limiter_for, retry_after_header
-from serving.request_context import request_id_var
+from serving.request_context import PRINCIPAL_KEY, request_id_var
 from serving.security.tokens import InvalidToken, decode_access_token
 
 access_log = logging.getLogger("hems.api.access")
@@ -145,10 +145,14 @@ class RateLimitMiddleware:
     def identify(self, scope: Scope) -> str:
         auth = _header(scope, b"authorization")
         if auth and auth[:7].lower() == "bearer ":
+            token = auth[7:].strip()
             try:
-                return f"user:{decode_access_token(auth[7:].strip(), self.settings).user_id}"
+                principal = decode_access_token(token, self.settings)
             except InvalidToken:
                 pass  # a bad token counts against the address it came from
+            else:
+                scope[PRINCIPAL_KEY] = (token, principal)  # verified once per request
+                return f"user:{principal.user_id}"
         return f"ip:{(scope.get('client') or ('unknown',))[0]}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -9,12 +9,14 @@ loses nothing that the stores cannot rebuild.
 from __future__ import annotations
 
 import bisect
+import os
 import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -104,6 +106,33 @@ class Cache(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections (no-op by default)."""
+
+    def hget_json_many(self, key: str, fields: Sequence[str]) -> list[Any | None]:
+        """Values of some fields of a hash, in order (None when absent); Redis: one HMGET."""
+        stored = self.hgetall_json(key)
+        return [stored.get(f) for f in fields]
+
+    def zreplace(self, key: str, mapping: Mapping[str, float], ttl_s: float | None = None) -> None:
+        """Replace a sorted set's members at once (readers see the old set or the new one),
+        expiring after ``ttl_s``; an empty mapping deletes the set."""
+        self.delete(key)
+        self.zadd(key, dict(mapping))
+
+    def hreplace_json(self, key: str, mapping: Mapping[str, Any], ttl_s: float | None = None) -> None:
+        """Replace a hash's fields at once (values as JSON), expiring after ``ttl_s``."""
+        self.delete(key)
+        self.hset_json(key, dict(mapping))
+
+    def read_version(self, name: str) -> str:
+        """The current token of a named version (``"0"`` before the first bump)."""
+        value = self.get_json(_VERSION_PREFIX + name)
+        return "0" if value is None else str(value)
+
+    def bump_version(self, name: str) -> str:
+        """Move a named version to a new unique token, which every reader sees next; returns it."""
+        token = _new_version_token()
+        self.set_json(_VERSION_PREFIX + name, token)
+        return token
 
 
 # --- Redis ------------------------------------------------------------------------------------
@@ -241,6 +270,35 @@ class RedisCache(Cache):
             raws = pipe.execute()
         return [{_text(f): orjson.loads(v) for f, v in cast(dict[bytes, bytes], raw).items()} for raw in raws]
 
+    def hget_json_many(self, key: str, fields: Sequence[str]) -> list[Any | None]:
+        if not fields:
+            return []
+        with self._guard():
+            raws = cast(list[bytes | None], self.client.hmget(self._k(key), list(fields)))
+        return [None if raw is None else orjson.loads(raw) for raw in raws]
+
+    def zreplace(self, key: str, mapping: Mapping[str, float], ttl_s: float | None = None) -> None:
+        _check_ttl(ttl_s)
+        with self._guard():
+            pipe = self.client.pipeline(transaction=True)  # MULTI/EXEC: no reader sees a half set
+            pipe.delete(self._k(key))
+            if mapping:
+                pipe.zadd(self._k(key), {m: float(s) for m, s in mapping.items()})
+                if ttl_s is not None:
+                    pipe.pexpire(self._k(key), max(1, round(ttl_s * 1000)))
+            pipe.execute()
+
+    def hreplace_json(self, key: str, mapping: Mapping[str, Any], ttl_s: float | None = None) -> None:
+        _check_ttl(ttl_s)
+        with self._guard():
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(self._k(key))
+            if mapping:
+                pipe.hset(self._k(key), mapping={f: _dumps(v) for f, v in mapping.items()})
+                if ttl_s is not None:
+                    pipe.pexpire(self._k(key), max(1, round(ttl_s * 1000)))
+            pipe.execute()
+
     def incr_window(self, key: str, window_s: float) -> int:
         if window_s <= 0:
             raise ValueError(f"window_s must be positive, got {window_s}")
@@ -278,11 +336,15 @@ class MemoryCache(Cache):
 
     _SWEEP_EVERY = 1024
 
-    def __init__(self) -> None:
+    def __init__(self, shared_dir: Path | None = None) -> None:
         self._lock = threading.RLock()
         self._data: dict[str, Any] = {}
         self._expires: dict[str, float] = {}
         self._ops = 0
+        #: where named versions live: the pipeline that bumps them runs in another process, so
+        #: they are small files there (None: in this process only, like every other key)
+        self.shared_dir = shared_dir
+        self._versions: dict[str, tuple[tuple[int, int], str]] = {}
 
     # Each helper below expects self._lock to be held.
     def _live(self, key: str) -> Any | None:
@@ -402,6 +464,59 @@ class MemoryCache(Cache):
     def ping(self) -> None:
         return None
 
+    def zreplace(self, key: str, mapping: Mapping[str, float], ttl_s: float | None = None) -> None:
+        _check_ttl(ttl_s)
+        zset = _SortedSet()
+        for member, score in mapping.items():
+            zset.add(member, float(score))
+        self._swap(key, zset if mapping else None, ttl_s)
+
+    def hreplace_json(self, key: str, mapping: Mapping[str, Any], ttl_s: float | None = None) -> None:
+        _check_ttl(ttl_s)
+        self._swap(key, {f: _dumps(v) for f, v in mapping.items()} or None, ttl_s)
+
+    def _swap(self, key: str, value: Any | None, ttl_s: float | None) -> None:
+        with self._lock:
+            self._tick()
+            self._data.pop(key, None)
+            self._expires.pop(key, None)
+            if value is not None:
+                self._data[key] = value
+                if ttl_s is not None:
+                    self._expires[key] = time.monotonic() + ttl_s
+
+    def _version_file(self, name: str) -> Path | None:
+        if self.shared_dir is None:
+            return None
+        return self.shared_dir / ("version_" + "".join(c if c.isalnum() else "_" for c in name))
+
+    def read_version(self, name: str) -> str:
+        path = self._version_file(name)
+        if path is None:
+            return super().read_version(name)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return "0"
+        stamp = (stat.st_mtime_ns, stat.st_ino)
+        known = self._versions.get(name)
+        if known is not None and known[0] == stamp:
+            return known[1]  # a stat per request, a read only when the file was replaced
+        token = path.read_text(encoding="ascii").strip() or "0"
+        self._versions[name] = (stamp, token)
+        return token
+
+    def bump_version(self, name: str) -> str:
+        path = self._version_file(name)
+        if path is None:
+            return super().bump_version(name)
+        token = _new_version_token()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_text(token, encoding="ascii")
+        os.replace(tmp, path)  # atomic: readers see the old token or the new one
+        return token
+
 
 class _Window(list[float]):
     """Ascending hit times of one sliding window."""
@@ -454,9 +569,38 @@ class _SortedSet:
 
 # --- factory ---------------------------------------------------------------------------------
 
-_instances: ProfileInstances[Cache] = ProfileInstances(RedisCache, MemoryCache)
+
+def _local_cache() -> MemoryCache:
+    from hems.settings import get_settings
+
+    return MemoryCache(shared_dir=get_settings().data_dir / "cache")
+
+
+_instances: ProfileInstances[Cache] = ProfileInstances(RedisCache, _local_cache)
 
 
 def get_cache(settings: Settings | None = None) -> Cache:
     """The cache for the profile: Redis in ``stack``, one process-wide MemoryCache in ``local``."""
     return _instances.get(settings)
+
+
+# --- versions of derived data ----------------------------------------------------------------
+
+_VERSION_PREFIX = "version:"
+MARTS = "marts"
+
+
+def _new_version_token() -> str:
+    return f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}"
+
+
+def marts_version(cache: Cache) -> str:
+    """The token of the current marts refresh. Answers cached from the marts (dashboard,
+    leaderboard) put it in their keys, so a refresh makes every earlier answer unreachable at
+    once; they then expire by their TTL. ``"0"`` until the pipeline first publishes."""
+    return cache.read_version(MARTS)
+
+
+def bump_marts_version(cache: Cache) -> str:
+    """Call when the marts (and their copies in the app database) have been refreshed."""
+    return cache.bump_version(MARTS)

@@ -73,7 +73,23 @@ def _local_secret(settings: Settings, variable: str, name: str, make: object) ->
             with os.fdopen(fd, "w") as fh:
                 fh.write(str(make()))
             log.warning("%s is not set: generated one for the local profile in %s", variable, path)
-    value = path.read_text().strip()
+    value = _read_secret(path)
     if not value:
         raise SettingsError(f"{path} is empty; delete it to generate a new {variable}, or set {variable}")
+    return value
+
+
+_read: dict[Path, tuple[tuple[int, int, int], str]] = {}
+
+
+def _read_secret(path: Path) -> str:
+    """The file's text, read again only when the file changed (a stat, not a read, per request:
+    the signing secret is needed for every token checked)."""
+    stat = path.stat()
+    stamp = (stat.st_mtime_ns, stat.st_ino, stat.st_size)
+    known = _read.get(path)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    value = path.read_text().strip()
+    _read[path] = (stamp, value)
     return value

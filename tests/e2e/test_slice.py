@@ -104,10 +104,9 @@ def test_slice_matches_ground_truth(profile_env: dict[str, str], monkeypatch: py
 
     from fastapi.testclient import TestClient
 
-    from serving.main import create_app
-
     from hems.stores import appdb
     from hems.stores.appdb import Role
+    from serving.main import create_app
     from serving.security import create_user
 
     client = TestClient(create_app())

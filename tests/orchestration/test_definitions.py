@@ -51,7 +51,7 @@ def test_definitions_load_with_lineage_from_raw_to_app_database() -> None:
     assert mart.group_name == "warehouse_marts"
     assert "dagster/column_schema" in raw.metadata
 
-    assert {s.name for s in defs.schedules or []} == {"finalize_yesterday"}
+    assert {s.name for s in defs.schedules or []} == {"finalize_yesterday", "settle_last_month"}
     assert {s.name for s in defs.sensors or []} >= {"microbatch_today", "marts_after_landing"}
     # the GE suites are checks of the assets they protect, and blocking
     check_keys = {k.name: k for k in graph.asset_check_keys}

@@ -92,3 +92,59 @@ def accounts(embedded_api: Settings) -> dict[str, Account]:
         url=embedded_api.app_database_url,
     )
     return made
+
+
+def write_marts(
+    settings: Settings,
+    *,
+    households: list[dict] | None = None,
+    daily: list[dict] | None = None,
+    leaderboard: list[dict] | None = None,
+) -> None:
+    """Write the warehouse's serving snapshot with the marts the API reads (only their columns the
+    API selects), as ``publish_snapshot`` would: a new file swapped in atomically."""
+    import os
+
+    import duckdb
+    import polars as pl
+
+    schemas = {
+        "dim_households": {
+            "household_id": pl.String,
+            "household_name": pl.String,
+            "region": pl.String,
+            "building_type": pl.String,
+            "residents": pl.Int32,
+        },
+        "energy_usage_daily": {
+            "household_id": pl.String,
+            "date": pl.Date,
+            "total_consumption_kwh": pl.Float64,
+        },
+        "fct_community_leaderboard": {
+            "household_id": pl.String,
+            "week_start": pl.Date,
+            "region": pl.String,
+            "building_type": pl.String,
+            "metered_days": pl.Int32,
+            "kwh": pl.Float64,
+            "baseline_kwh": pl.Float64,
+            "saved_kwh": pl.Float64,
+            "saved_ratio": pl.Float64,
+        },
+    }
+    rows = {
+        "dim_households": households,
+        "energy_usage_daily": daily,
+        "fct_community_leaderboard": leaderboard,
+    }
+    path = settings.warehouse_snapshot_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".building")
+    tmp.unlink(missing_ok=True)
+    with duckdb.connect(str(tmp)) as con:
+        con.execute("CREATE SCHEMA marts")
+        for table, schema in schemas.items():
+            frame = pl.DataFrame(rows[table] or [], schema=schema)  # noqa: F841 - read by duckdb
+            con.execute(f"CREATE TABLE marts.{table} AS SELECT * FROM frame")
+    os.replace(tmp, path)

@@ -17,7 +17,9 @@ from starlette.websockets import WebSocketDisconnect
 from hems.settings import Settings
 from hems.stores import appdb
 from hems.stores.appdb.models import Challenge
-from tests.serving.conftest import Account
+from tests.serving.conftest import Account, write_marts
+from tests.serving.test_rewards import reward_rows, seed_incentives
+from transforms import ledger
 
 TARGETS = ["hh-1", "hh-2", "hh-3", "nope"]
 READ_ENDPOINTS = {
@@ -27,8 +29,17 @@ READ_ENDPOINTS = {
     "devices_status": ("GET", "/households/{hh}/devices/status"),
     "latest_readings": ("GET", "/households/{hh}/readings/latest"),
     "challenge_progress": ("GET", "/community/challenges/1/progress?household_id={hh}"),
+    "rewards": ("GET", "/households/{hh}/rewards"),
+    "points": ("GET", "/households/{hh}/points"),
+    "points_history": ("GET", "/households/{hh}/points/history"),
+    "leaderboard_as": ("GET", "/community/leaderboard?household_id={hh}"),
 }
-WRITE_ENDPOINTS = {"challenge_join": ("POST", "/community/challenges/2/join?household_id={hh}")}
+WRITE_ENDPOINTS = {
+    "challenge_join": ("POST", "/community/challenges/2/join?household_id={hh}"),
+    "redeem": ("POST", "/households/{hh}/points/redeem"),
+}
+#: body and headers of write endpoints that need them
+WRITE_REQUESTS = {"redeem": {"json": {"points": 1}, "headers": {"Idempotency-Key": "matrix-{role}-{hh}"}}}
 PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "request_id"}
 
 
@@ -53,6 +64,25 @@ def client(embedded_api: Settings, accounts: dict[str, Account]) -> Iterator[Tes
         session.add_all(
             [appdb.ChallengeParticipant(challenge_id=1, household_id=h) for h in ("hh-1", "hh-2", "hh-3")]
         )
+    # every household has points to redeem, and the marts a leaderboard week
+    seed_incentives(embedded_api)
+    engine = appdb.get_engine(url)
+    ledger.record_rewards(
+        engine,
+        reward_rows(
+            [
+                {
+                    "household_id": h,
+                    "period": "2025-09",
+                    "points": 100,
+                    "reward_krw": 100,
+                    "status": "qualified",
+                }
+                for h in ("hh-1", "hh-2", "hh-3")
+            ]
+        ),
+    )
+    write_marts(embedded_api)
     with TestClient(create_app()) as c:
         yield c
 
@@ -77,8 +107,12 @@ def test_matrix(client: TestClient, accounts: dict[str, Account], role: str, end
     headers = {} if role == "anonymous" else accounts[role].headers
     got = {}
     bodies = {}
+    extra = WRITE_REQUESTS.get(endpoint, {})
     for target in TARGETS:
-        r = client.request(method, template.format(hh=target), headers=headers)
+        more = {k: v.format(role=role, hh=target) for k, v in extra.get("headers", {}).items()}
+        r = client.request(
+            method, template.format(hh=target), headers={**headers, **more}, json=extra.get("json")
+        )
         got[target] = 200 if r.status_code in (200, 201) else r.status_code
         bodies[target] = r
     assert got == {t: _expected(role, t, write) for t in TARGETS}

@@ -16,13 +16,14 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hems.settings import Settings
 from hems.stores import appdb
 from hems.stores.appdb.models import Challenge
-from tests.serving.conftest import Account
+from tests.serving.conftest import Account, write_marts
+from tests.serving.test_rewards import seed_incentives
 
 MAX_EXAMPLES = 12
 
 
 @pytest.fixture
-def api_schema(embedded_api: Settings, monkeypatch: pytest.MonkeyPatch) -> Any:
+def api_schema(embedded_api: Settings, accounts: dict[str, Account], monkeypatch: pytest.MonkeyPatch) -> Any:
     from hems.settings import get_settings
     from serving.main import create_app
 
@@ -35,6 +36,20 @@ def api_schema(embedded_api: Settings, monkeypatch: pytest.MonkeyPatch) -> Any:
                 code="c", title="c", goal_pct=5.0, starts_on=today, ends_on=today + dt.timedelta(days=3)
             )
         )
+    seed_incentives(embedded_api)  # programs, rewards and points for the incentive routes
+    write_marts(
+        embedded_api,
+        households=[
+            {"household_id": "hh-1", "region": "Seoul", "building_type": "apartment", "residents": 2}
+        ],
+        leaderboard=[
+            {
+                "household_id": "hh-1",
+                "week_start": today - dt.timedelta(days=today.weekday()),
+                "saved_ratio": 0.1,
+            }
+        ],
+    )
     return schemathesis.openapi.from_asgi("/openapi.json", create_app())
 
 

@@ -24,6 +24,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from hems.contracts import ENERGY_CONSUMPTION
 from hems.stores import appdb
+from hems.stores.cache import bump_marts_version, get_cache
 from orchestration.defs.energy.partitions import daily_partitions
 from orchestration.defs.energy.resources import StoresResource
 from orchestration.lib.environment import manifest_path
@@ -179,6 +180,7 @@ def app_energy_usage_daily(stores: StoresResource) -> MaterializeResult:
         "carbon_emission_kg",
     ]
     written = appdb.upsert_energy_usage_daily(daily.select(columns), url=stores.app_database_url())
+    bump_marts_version(get_cache())  # cached API answers from the marts are stale now
     return MaterializeResult(
         metadata={
             "dagster/row_count": written,

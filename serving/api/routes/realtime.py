@@ -35,8 +35,8 @@ from hems.settings import Settings
 from ingest.device_state import DeviceStateTracker
 from serving.deps import (
     HouseholdRef,
+    app_engine,
     authorize_household,
-    engine_dep,
     household_access,
     principal_from_token,
     settings_dep,
@@ -129,7 +129,7 @@ async def live_readings(
     try:
         if not known:
             raise HTTPException(404)
-        await run_in_threadpool(authorize_household, engine_dep(), principal, household_id)
+        await run_in_threadpool(authorize_household, app_engine(), principal, household_id)
     except HTTPException:
         await websocket.close(CLOSE_UNKNOWN_HOUSEHOLD, "household not found")
         return

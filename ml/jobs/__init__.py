@@ -1,0 +1,1 @@
+"""Plain-function ML jobs (train, evaluate, promote, predict); Dagster assets call these."""

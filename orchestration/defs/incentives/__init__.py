@@ -1,0 +1,1 @@
+"""Incentives: baselines, rewards, checks that guard payouts, and the points ledger."""
