@@ -1,7 +1,7 @@
 """All baseline methods for 100,000 households × 2 years of daily data, beside a per-household loop.
 
-    .venv/bin/python benchmarks/baselines.py [--households 100000] [--reference-households 200]
-                                             [--reference-caltrack-households 30]
+    python3 -m uv run --locked --no-sync python benchmarks/baselines.py [--households 100000]
+        [--reference-households 200] [--reference-caltrack-households 30]
 
 Synthetic data (numpy, outside the clock): 730 local days per household, daily mean temperature
 from 16 regions, usage = μ + βH·HDD + βC·CDD + noise with 10 % less in the second year; for the
@@ -20,14 +20,19 @@ usually written) on a sample — ``--reference-households`` for cashback and CBL
 ``--reference-caltrack-households`` for CalTRACK (≈ 663 OLS fits a household) — extrapolated
 linearly to the full count: pandas resample for cashback, a sort per hour for the CBL, and for CalTRACK one
 ``statsmodels.OLS`` per candidate model and balance point with the same rules. Its CalTRACK
-choices are compared with ours (agreement). Prints one JSON line.
+choices are compared with ours (agreement). Prints one JSON line: per method wall and CPU
+seconds (CPU = all threads of the process) and peak RSS (the kernel's high-water mark, reset
+before each method; it includes the input frames held by the run), totals, and the 1-minute
+load average before and after the timed part (the machine is shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import resource
 import sys
 import time
 import warnings
@@ -105,29 +110,63 @@ def synthetic_hourly(n: int, mu: np.ndarray, seed: int = 1) -> pl.DataFrame:
     )
 
 
-def run_ours(daily: pl.DataFrame, hourly: pl.DataFrame) -> dict[str, float]:
+def _reset_peak() -> None:
+    """Restart the kernel's peak-RSS counter (VmHWM), so each method's peak is its own."""
+    with contextlib.suppress(OSError):  # not Linux, or not permitted: peaks are then cumulative
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _rss_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak since the last reset) of this process, MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _Clock:
+    """Wall, CPU (all threads of the process) and peak RSS of one timed section."""
+
+    def __init__(self, out: dict[str, dict[str, float]], name: str) -> None:
+        self.out, self.name = out, name
+
+    def __enter__(self) -> None:
+        _reset_peak()
+        self.rss0 = _rss_mb("VmRSS")
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+
+    def __exit__(self, *exc: object) -> None:
+        wall, cpu = time.perf_counter() - self.t0, time.process_time() - self.c0
+        peak = _rss_mb("VmHWM")
+        self.out[self.name] = {
+            "wall_s": round(wall, 2),
+            "cpu_s": round(cpu, 2),
+            "peak_rss_mb": round(peak),
+            "peak_above_start_mb": round(peak - self.rss0),
+        }
+
+
+def run_ours(daily: pl.DataFrame, hourly: pl.DataFrame) -> tuple[dict[str, dict[str, float]], pl.DataFrame]:
     """Each method end to end (baseline → savings → rewards); dr_event_savings includes the CBL."""
-    out: dict[str, float] = {}
-    t0 = time.perf_counter()
-    monthly = monthly_kwh(daily)
-    periods = [f"2024-{m:02d}" for m in range(1, 13)]
-    cash = cashback_baseline(monthly, periods)
-    compute_rewards(cash, CASHBACK_PROGRAM)
-    out["cashback_s"] = time.perf_counter() - t0
+    out: dict[str, dict[str, float]] = {}
+    with _Clock(out, "cashback"):
+        monthly = monthly_kwh(daily)
+        periods = [f"2024-{m:02d}" for m in range(1, 13)]
+        cash = cashback_baseline(monthly, periods)
+        compute_rewards(cash, CASHBACK_PROGRAM)
     for method in ("mid_6_10", "max_4_5"):
-        t0 = time.perf_counter()
-        event = dr_event_savings(hourly, "dr-2024-08-06", EVENT, range(14, 18), method)  # type: ignore[arg-type]
-        compute_rewards(event, DR_PROGRAM, on=EVENT)
-        out[f"cbl_{method}_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    model = fit_caltrack_daily(daily, REPORTING_START)
-    out["caltrack_fit_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    savings = caltrack_savings(model, daily, REPORTING_START).with_columns(period=pl.lit("2024"))
-    compute_rewards(savings, GENERIC_PROGRAM, on=REPORTING_START)
-    out["caltrack_savings_s"] = time.perf_counter() - t0
-    out["_model"] = model  # type: ignore[assignment]
-    return out
+        with _Clock(out, f"cbl_{method}"):
+            event = dr_event_savings(hourly, "dr-2024-08-06", EVENT, range(14, 18), method)  # type: ignore[arg-type]
+            compute_rewards(event, DR_PROGRAM, on=EVENT)
+    with _Clock(out, "caltrack_fit"):
+        model = fit_caltrack_daily(daily, REPORTING_START)
+    with _Clock(out, "caltrack_savings"):
+        savings = caltrack_savings(model, daily, REPORTING_START).with_columns(period=pl.lit("2024"))
+        compute_rewards(savings, GENERIC_PROGRAM, on=REPORTING_START)
+    return out, model
 
 
 # --- the per-household reference ------------------------------------------------------------
@@ -206,11 +245,13 @@ def main() -> None:
     hourly = synthetic_hourly(args.households, mu)
     generate_s = time.perf_counter() - t0
 
-    cpu0 = time.process_time()
-    ours = run_ours(daily, hourly)
+    peak_generate_mb = _rss_mb("VmHWM")  # before the per-method resets below
+    load_before = os.getloadavg()[0]
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    ours, model = run_ours(daily, hourly)
+    total = time.perf_counter() - t0
     cpu_s = time.process_time() - cpu0  # all threads: on a busy shared machine wall time inflates
-    model = ours.pop("_model")
-    total = sum(ours.values())
+    load_after = os.getloadavg()[0]
 
     def sample(frame: pl.DataFrame, count: int) -> pd.DataFrame:
         ids = [f"hh-{i:06d}" for i in range(count)]
@@ -243,10 +284,16 @@ def main() -> None:
         "daily_rows": daily.height,
         "hourly_rows_cbl": hourly.height,
         "generate_s": round(generate_s, 2),
-        **{k_: round(v, 2) for k_, v in ours.items()},
+        "methods": ours,
         "total_s": round(total, 2),
         "total_cpu_s": round(cpu_s, 2),
-        "load_average_1min": round(os.getloadavg()[0], 1),
+        "peak_rss_mb_timed": max(m["peak_rss_mb"] for m in ours.values()),
+        # the whole process (data generation, timed run, reference); the resets lower the
+        # kernel's counter, so the maximum of the pieces
+        "peak_rss_mb_process": round(
+            max(peak_generate_mb, _rss_mb("VmHWM"), *(m["peak_rss_mb"] for m in ours.values()))
+        ),
+        "load_average_1min": [round(load_before, 1), round(load_after, 1)],
         "target_s": args.target_s,
         "meets_target": total <= args.target_s,
         "reference_households": k,

@@ -28,7 +28,11 @@ from rich.table import Table
 from hems.errors import HemsError
 from hems.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 
-app = typer.Typer(help="HEMS data platform", no_args_is_help=True, add_completion=False)
+# plain tracebacks: rich's traceback renderer (typer's default) loops forever on the cyclic
+# exception chains of a failed Dagster run, so `hems demo` hung at 100 % CPU instead of failing
+app = typer.Typer(
+    help="HEMS data platform", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+)
 services_app = typer.Typer(
     help="Stack services: PostgreSQL, Redis, Mosquitto, InfluxDB", no_args_is_help=True
 )
@@ -612,15 +616,51 @@ def demo(
         console.print(f"landed {result.landed_rows:,} readings over {result.landed_partitions} days")
         _demo_incentives_and_ml(settings, first, last)
         marker.write_text(json.dumps(wanted))
+    _demo_accounts(settings)
     _print_summary(settings)
     console.print(f"pipeline ready in {time.monotonic() - started:,.1f} s")
     if serve_uis:
         _serve(["dagster", "api", "dashboards", "mlflow"], settings)
 
 
+ML_MIN_DEMO_DAYS = 14
+#: demo sign-ins (the demo's data only; a real deployment creates its own accounts)
+DEMO_PASSWORD = "hems-demo-2026"
+DEMO_ACCOUNTS = (("analyst@demo.hems", "analyst"), ("resident@demo.hems", "resident"))
+
+
+def _demo_accounts(settings: Settings) -> None:
+    """An analyst (every household) and a resident who owns the first household, so the API can be
+    tried at once: ``POST /auth/token`` with these, then ``GET /dashboard/energy``."""
+    import sqlalchemy as sa
+
+    from hems.stores import appdb
+    from serving.security import create_user
+    from serving.security.accounts import EmailTaken
+
+    engine = appdb.get_engine(settings.app_database_url)
+    for email, role in DEMO_ACCOUNTS:
+        try:
+            user_id = create_user(engine, email, DEMO_PASSWORD, role=appdb.Role(role))
+        except EmailTaken:
+            continue
+        if role == "resident":
+            with engine.begin() as con:
+                first = con.execute(sa.text("SELECT min(id) FROM households")).scalar()
+                con.execute(
+                    sa.text("UPDATE households SET user_id = :u WHERE id = :h"), {"u": user_id, "h": first}
+                )
+    console.print(
+        f"demo sign-ins (password {DEMO_PASSWORD!r}): "
+        + ", ".join(f"{email} ({role})" for email, role in DEMO_ACCOUNTS)
+    )
+
+
 def _demo_incentives_and_ml(settings: Settings, first: date, last: date) -> None:
     """Rewards for the demo's months and one demand-response event (17–20 h on its last weekday),
-    then the four ML models trained, registered and promoted — so every UI has something real."""
+    then the four ML models trained, registered and promoted — so every UI has something real.
+    ML needs ML_MIN_DEMO_DAYS of history (8 days before a holdout, the holdout itself): a shorter
+    demo skips it and says so."""
     from orchestration.defs.incentives.partitions import dr_event_key
     from orchestration.lib.runner import run_incentive_pipeline, run_ml_pipeline
 
@@ -633,6 +673,10 @@ def _demo_incentives_and_ml(settings: Settings, first: date, last: date) -> None
     console.print(
         f"rewards paid: {sum(incentives.paid_krw.values()):,} KRW over {len(incentives.run_ids)} runs"
     )
+    days = (last - first).days + 1
+    if days < ML_MIN_DEMO_DAYS:
+        console.print(f"ML skipped: {days} days of data, the models need at least {ML_MIN_DEMO_DAYS}")
+        return
     with console.status("ML: features → train → evaluate → promote → predictions (MLflow)"):
         ml = run_ml_pipeline(settings)
     console.print(f"ML models trained; checks passed: {sum(ml.checks.values())}/{len(ml.checks)}")

@@ -10,7 +10,9 @@ from fastapi import FastAPI
 from hems.settings import get_settings
 from serving import middleware
 from serving.api.routes import (
+    ai,
     auth,
+    bems,
     challenges,
     dashboard,
     health,
@@ -58,6 +60,8 @@ def create_app(rate_limiter: RateLimiter | None = None) -> FastAPI:
     app.include_router(rewards.router)
     app.include_router(ingest_routes.router)
     app.include_router(realtime.router)
+    app.include_router(ai.router)
+    app.include_router(bems.router)
     return app
 
 

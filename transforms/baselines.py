@@ -18,6 +18,10 @@ pass over the data replaces a least-squares fit per household and balance point;
 is over the grid (tens of values), never over households or days. With Th ≤ Tc a day never has
 both HDD and CDD, so ΣHDD·CDD = 0 and the two-variable model needs no extra statistic.
 
+Why the passes over the rows are cheap: rows are grouped by household once (a comparison of
+neighbouring ids), then read in place in chunks of whole households, so no 73 M-row temporary is
+materialized and every per-household sum adds the same values in the same order as one pass.
+
 Input columns (rename upstream): daily ``household_id, date, kwh[, temperature_c]``; hourly
 ``household_id, date, hour, kwh`` (local calendar day and local hour 0–23). One row per
 household and day (hour); deduplication and gap repair happen upstream (DESIGN §5).
@@ -29,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import holidays
 import numpy as np
@@ -150,11 +154,6 @@ def is_kr_business_day(d: date) -> bool:
 
 
 # --- energy cashback ----------------------------------------------------------------------
-def _days(column: pl.Series) -> np.ndarray:
-    """A Date column as days since 1970-01-01 (int64)."""
-    return column.cast(pl.Date).to_physical().to_numpy().astype(np.int64)
-
-
 def monthly_kwh(daily: pl.DataFrame) -> pl.DataFrame:
     """Daily → monthly kWh per household, with ``complete`` = every day of the month metered."""
     _require(daily, ("household_id", "date", "kwh"), "daily")
@@ -187,20 +186,18 @@ def monthly_kwh(daily: pl.DataFrame) -> pl.DataFrame:
     if not days.any():
         return empty
     cell = np.flatnonzero(days)
-    month = lo + cell % width
-    return (
-        pl.DataFrame(
-            {
-                "household_id": keys.gather(cell // width),
-                "_y": month // 12,
-                "_m": month % 12 + 1,
-                "kwh": kwh[cell],
-                "days": days[cell],
-            }
-        )
-        .with_columns(month=pl.date(pl.col("_y"), pl.col("_m"), 1))
-        .with_columns(complete=pl.col("days") == pl.col("month").dt.month_end().dt.day())
-        .select("household_id", "month", "kwh", "days", "complete")
+    # first day and length of every month in range, from a table (no date math per row)
+    since_1970 = np.arange(lo, lo + width + 1) - 1970 * 12
+    first_day = since_1970.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+    month = cell % width
+    return pl.DataFrame(
+        {
+            "household_id": keys.gather(cell // width),
+            "month": pl.Series(first_day[:-1][month].astype(np.int32)).cast(pl.Date),
+            "kwh": kwh[cell],
+            "days": days[cell],
+            "complete": days[cell] == np.diff(first_day)[month],
+        }
     )
 
 
@@ -252,37 +249,47 @@ def cashback_baseline(monthly: pl.DataFrame, periods: Iterable[str] | None = Non
     actual_complete[:, inside] = complete[:, cols[inside]]
 
     period_names = [f"{w // 12:04d}-{w % 12 + 1:02d}" for w in wanted]
+    # rows straight in output order (household, period): no sort of the long frame
+    n_p = cols.size
+    order_h = keys.arg_sort().to_numpy()
+    order_p = np.argsort(np.array(period_names, dtype=object), kind="stable")
+    grid = np.ix_(order_h, order_p)
+    baseline, actual, years = baseline[grid].ravel(), actual[grid].ravel(), years[grid].ravel()
+    # the reason depends on the period only: each text is written once per period
+    why = np.select(
+        [np.isnan(actual), ~actual_complete[grid].ravel(), years == 0, baseline <= 0], [1, 2, 3, 4], 0
+    )
+    names = [period_names[i] for i in order_p]
+    texts = pl.Series(
+        [None] * n_p
+        + [f"no usage metered in {p}" for p in names]
+        + [f"{p} is not completely metered" for p in names]
+        + [f"no complete {p[5:7]} in the previous two years" for p in names]
+        + ["baseline is 0 kWh"] * n_p,
+        dtype=pl.String,
+    )
+    row_h = np.repeat(order_h, n_p)
+    row_p = np.tile(np.arange(n_p), keys.len())
+    if periods is None:  # every month present: drop the months a household has no data for
+        keep = np.flatnonzero(~np.isnan(actual))
+        baseline, actual, years, why, row_h, row_p = (
+            a[keep] for a in (baseline, actual, years, why, row_h, row_p)
+        )
+    ids = keys.gather(row_h)
+    plain = ids.dtype == pl.String or ids.dtype.is_integer()
     out = pl.DataFrame(
         {
-            "household_id": keys.gather(np.repeat(np.arange(keys.len()), cols.size)),
-            "period": pl.Series(period_names * keys.len(), dtype=pl.String),
-            "baseline_kwh": baseline.ravel(),
-            "actual_kwh": actual.ravel(),
-            "baseline_years": years.ravel(),
-            "actual_complete": actual_complete.ravel(),
+            "household_id": ids.set_sorted() if plain else ids,
+            "period": pl.Series(names, dtype=pl.String).gather(row_p),
+            "baseline_kwh": baseline,
+            "actual_kwh": actual,
+            "baseline_years": years.astype(np.int64),
+            "qualified": why == 0,
+            "reason": texts.gather(why * n_p + row_p),
         },
         nan_to_null=True,
     )
-    reason = (
-        pl.when(pl.col("actual_kwh").is_null())
-        .then(pl.format("no usage metered in {}", pl.col("period")))
-        .when(~pl.col("actual_complete"))
-        .then(pl.format("{} is not completely metered", pl.col("period")))
-        .when(pl.col("baseline_years") == 0)
-        .then(pl.format("no complete {} in the previous two years", pl.col("period").str.slice(5, 2)))
-        .when(pl.col("baseline_kwh") <= 0)
-        .then(pl.lit("baseline is 0 kWh"))
-    )
-    if periods is None:  # every month present: drop the months a household has no data for
-        out = out.filter(pl.col("actual_kwh").is_not_null())
-    return (
-        out.with_columns(reason=reason)
-        .with_columns(qualified=pl.col("reason").is_null())
-        .select(
-            "household_id", "period", "baseline_kwh", "actual_kwh", "baseline_years", "qualified", "reason"
-        )
-        .sort("household_id", "period")
-    )
+    return out if plain else out.sort("household_id", "period")
 
 
 def _check_periods(periods: Iterable[str]) -> list[str]:
@@ -342,11 +349,18 @@ def _cbl_values(
     event_rows: list[np.ndarray] = []
     if n_h == 0:
         return values, days_used, np.zeros(0, dtype=np.int64)
-    # position among the candidates (0 = newest, −1 = not eligible) of every day in the data
+    # position among the candidates (0 = newest) of every day in the data's range; a day that
+    # is not eligible goes to one spare day slot after the last candidate the data reach
     d_lo, d_hi = int(dates.min()), int(dates.max())  # type: ignore[arg-type]
     pos_of_day = np.full(d_hi - d_lo + 1, -1, dtype=np.int64)
     inside = np.arange(max(d_lo, lookup_lo), min(d_hi, lookup_lo + lookup.size - 1) + 1)
     pos_of_day[inside - d_lo] = lookup[inside - lookup_lo]
+    n_d = int(pos_of_day.max()) + 1  # only as far back as the data reach
+    if n_d == 0:  # no eligible day in the data at all
+        n_d = 1
+    pos_of_day[pos_of_day < 0] = n_d
+    slots = n_d + 1
+    missing = _has_missing(kwh_s)
     event_hour = np.zeros(24, dtype=bool)
     event_hour[event_hours or []] = True
     event_no = (event_day - epoch).days
@@ -355,34 +369,28 @@ def _cbl_values(
         if event_hours is not None:
             on_day = np.flatnonzero(day == event_no)
             event_rows.append(a + on_day[event_hour[hour[on_day]]])
-        pos = pos_of_day[day - d_lo]
-        n_d = int(pos.max()) + 1  # only as far back as the data reach
-        if n_d <= 0:
-            continue
-        # cube (households, eligible days newest first, hour); rows that do not count land in
-        # one spare cell at the end
+        # cube (households, day slots newest first, hour); rows without kWh land in a spare cell
         nh = h1 - h0
-        flat = blocks.codes(h0, h1) * n_d
-        flat += pos
+        flat = np.repeat(np.arange(0, nh * slots, slots), np.diff(blocks.offsets[h0 : h1 + 1]))
+        flat += pos_of_day[day - d_lo]
         flat *= 24
         flat += hour
-        spare = nh * n_d * 24
-        flat[(pos < 0) | np.isnan(kwh)] = spare
+        spare = nh * slots * 24
+        if missing:
+            flat[np.isnan(kwh)] = spare
         cells = np.full(spare + 1, np.nan)
         cells[flat] = kwh
-        cube = cells[:spare].reshape(nh, n_d, 24)
+        cube = cells[:spare].reshape(nh, slots, 24)[:, :n_d]
         complete = ~np.isnan(cube).any(axis=2)  # (households, days newest first)
         chosen = complete & (np.cumsum(complete, axis=1) <= need)
         used = chosen.sum(axis=1)
         days_used[h0:h1] = used
         full = np.flatnonzero(used == need)
         if full.size:
-            # the first `need` chosen days of each household, newest first (stable sort keeps
-            # order), as (households, hour, day) so that the sort runs along contiguous memory
+            # the first `need` chosen days of each household, newest first (stable sort keeps order)
             idx = np.argsort(~chosen[full], axis=1, kind="stable")[:, :need]
-            picked = np.take_along_axis(cube[full].transpose(0, 2, 1), idx[:, None, :], axis=2)
-            picked.sort(axis=2)
-            values[h0 + full] = picked[:, :, drop_low : need - drop_high].mean(axis=2)
+            ordered = np.sort(cube[full[:, None], idx], axis=1)[:, drop_low : need - drop_high, :]
+            values[h0 + full] = ordered.mean(axis=1)
     rows = np.concatenate(event_rows) if event_rows else np.zeros(0, dtype=np.int64)
     return values, days_used, rows
 
@@ -715,8 +723,15 @@ def _cell_sums(blocks: _Blocks, starts: np.ndarray, cfg: CaltrackConfig) -> _Cel
     step = _uniform_step(grid)
     m, n_h = grid.size, blocks.size
     nb = m + 1
-    planes = (np.zeros((n_h, nb)) for _ in range(5))
-    out = _CellSums(*planes, np.zeros((n_h, m), dtype=np.int64), np.zeros(n_h))
+    out = _CellSums(
+        n=np.zeros((n_h, nb)),
+        t=np.zeros((n_h, nb)),
+        tt=np.zeros((n_h, nb)),
+        y=np.zeros((n_h, nb)),
+        yt=np.zeros((n_h, nb)),
+        eq=np.zeros((n_h, m), dtype=np.int64),
+        yy=np.zeros(n_h),
+    )
     dates = blocks.frame["date"].cast(pl.Date).to_physical()
     kwh_s = blocks.frame["kwh"].cast(pl.Float64)
     temp_s = blocks.frame["temperature_c"].cast(pl.Float64)
@@ -728,7 +743,7 @@ def _cell_sums(blocks: _Blocks, starts: np.ndarray, cfg: CaltrackConfig) -> _Cel
         if one_start is not None:  # one reporting start: compare with scalars
             mask = (day >= one_start - cfg.baseline_days) & (day < one_start)
         else:
-            start = starts[h0:h1][codes]
+            start = np.repeat(starts[h0:h1], np.diff(blocks.offsets[h0 : h1 + 1]))
             mask = (day >= start - cfg.baseline_days) & (day < start)
         if missing:
             mask &= ~np.isnan(kwh) & ~np.isnan(temp)
@@ -744,6 +759,13 @@ def _cell_sums(blocks: _Blocks, starts: np.ndarray, cfg: CaltrackConfig) -> _Cel
     return out
 
 
+def _t_critical(q: float, dof: np.ndarray) -> np.ndarray:
+    """Student-t quantile per household, evaluated once per distinct degrees of freedom
+    (households mostly share one day count, and ``t.ppf`` is costly per element)."""
+    distinct, where = np.unique(dof, return_inverse=True)
+    return np.asarray(stats.t.ppf(q, distinct))[where]
+
+
 #: households per chunk of the model algebra: its (households × grid) temporaries stay in cache
 FIT_CHUNK_HOUSEHOLDS = 256
 
@@ -755,7 +777,7 @@ def _fit_sums(sums: _CellSums, cfg: CaltrackConfig) -> dict:
         _fit_chunk(sums.rows(h0, min(h0 + FIT_CHUNK_HOUSEHOLDS, n_h)), cfg)
         for h0 in range(0, n_h, FIT_CHUNK_HOUSEHOLDS)
     ] or [_fit_chunk(sums, cfg)]
-    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    out: dict[str, Any] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     out["model_type"] = pl.Series(np.array(MODEL_TYPES, dtype=object)[out["model_type"]], dtype=pl.String)
     return out
 
@@ -792,8 +814,8 @@ def _fit_chunk(sums: _CellSums, cfg: CaltrackConfig) -> dict:
         yy = syy - sy * sy / n  # centered total sum of squares
         hh, hy = shh - sh * sh / nn, shy - sh * sy[:, None] / nn
         cc, cy = scc - sc * sc / nn, scy - sc * sy[:, None] / nn
-        t1 = stats.t.ppf(1 - cfg.max_p_value / 2, np.maximum(n - 2, 1))[:, None]
-        t2 = stats.t.ppf(1 - cfg.max_p_value / 2, np.maximum(n - 3, 1))
+        t1 = _t_critical(1 - cfg.max_p_value / 2, np.maximum(n - 2, 1))[:, None]
+        t2 = _t_critical(1 - cfg.max_p_value / 2, np.maximum(n - 3, 1))
         h_ok = (h_nz >= cfg.min_nonzero_degree_days) & (sh >= cfg.min_total_degree_days_c)
         c_ok = (c_nz >= cfg.min_nonzero_degree_days) & (sc >= cfg.min_total_degree_days_c)
 
@@ -837,7 +859,7 @@ def _fit_chunk(sums: _CellSums, cfg: CaltrackConfig) -> dict:
             thr = t2sq_dof * sse / det  # t² > t_crit² ⇔ β² > t_crit²·σ²·(X'X)⁻¹ᵢᵢ, without a sqrt
             valid = c_ok[:, kk] & (b_h > 0) & (b_c > 0) & (b_h * b_h > thr * c_) & (b_c * b_c > thr * a)
             valid &= h_ok[:, jj] & (nn > 4)
-            sse = np.where(valid, sse, np.inf)
+            sse[~valid] = np.inf
             pair = sse.argmin(axis=1)
             both_sse = sse[rows, pair]
             found = np.isfinite(both_sse)
@@ -957,17 +979,21 @@ def caltrack_savings(
         mask = (day >= first) & (day <= last)
         if missing:
             mask &= ~np.isnan(kwh) & ~np.isnan(temp)
-        c, t = blocks.codes(h0, h1)[mask] + h0, temp[mask]
-        hdd = th[c]
+        c, t = blocks.codes(h0, h1)[mask], temp[mask]
+        count = np.bincount(c, minlength=h1 - h0)
+        # each household's parameters on its rows: rows are grouped, so a repeat (not a gather)
+        p_mu, p_bh, p_bc, p_th, p_tc, p_heat, p_cool = (
+            np.repeat(v[h0:h1], count) for v in (mu, bh0, bc0, th, tc, heating, cooling)
+        )
+        hdd = p_th
         hdd -= t
         np.maximum(hdd, 0, out=hdd)
-        np.copyto(hdd, 0.0, where=~heating[c])
-        cdd = t - tc[c]
+        np.copyto(hdd, 0.0, where=~p_heat)
+        cdd = t - p_tc
         np.maximum(cdd, 0, out=cdd)
-        np.copyto(cdd, 0.0, where=~cooling[c])
-        predicted = mu[c] + bh0[c] * hdd + bc0[c] * cdd
-        c -= h0
-        days[h0:h1] = np.bincount(c, minlength=h1 - h0)
+        np.copyto(cdd, 0.0, where=~p_cool)
+        predicted = p_mu + p_bh * hdd + p_bc * cdd
+        days[h0:h1] = count
         actual[h0:h1] = np.bincount(c, kwh[mask], minlength=h1 - h0)
         counterfactual[h0:h1] = np.bincount(c, predicted, minlength=h1 - h0)
     with np.errstate(invalid="ignore"):

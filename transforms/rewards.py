@@ -28,6 +28,7 @@ from datetime import date
 from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -184,6 +185,35 @@ def period_day(period: str) -> date:
         raise ValueError(f"period {period!r} is not YYYY-MM; pass `on` for an event period") from None
 
 
+def _band_rate(bands: list[tuple[str, float, float, float]], periods: list[str]) -> pl.Expr:
+    """KRW/kWh of the cashback band [lo, hi) that holds each row's savings rate (null: none).
+
+    One when/then chain per distinct set of bands (usually one for all periods) instead of a
+    join of every row with every band.
+    """
+    by_period: dict[str, list[tuple[float, float, float]]] = {}
+    for period, lo, hi, rate in bands:
+        by_period.setdefault(period, []).append((lo, hi, rate))
+    groups: dict[tuple[tuple[float, float, float], ...], list[str]] = {}
+    for period, period_bands in by_period.items():
+        groups.setdefault(tuple(period_bands), []).append(period)
+    pct = pl.col("savings_pct") + _EPS
+    chains = []
+    for band_set, in_group in groups.items():
+        chain: Any = pl
+        for lo, hi, rate in band_set:
+            chain = chain.when((pct >= lo) & (pct < hi)).then(pl.lit(rate, dtype=pl.Float64))
+        chains.append((in_group, chain))
+    if not chains:
+        return pl.lit(None, dtype=pl.Float64)
+    if len(chains) == 1 and set(chains[0][0]) == set(periods):
+        return chains[0][1]
+    out: Any = pl
+    for in_group, chain in chains:
+        out = out.when(pl.col("period").is_in(in_group)).then(chain)
+    return out
+
+
 def compute_rewards(
     savings: pl.DataFrame,
     program_code: str,
@@ -240,11 +270,6 @@ def compute_rewards(
     param_schema = {"period": pl.String, "_kind": pl.String, "_min_pct": pl.Float64, "_cap_pct": pl.Float64,
                     "_krw_per_kwh": pl.Float64}  # fmt: skip
     param_frame = pl.DataFrame(params, schema=param_schema)
-    band_frame = pl.DataFrame(
-        bands,
-        schema={"period": pl.String, "_lo": pl.Float64, "_hi": pl.Float64, "_band_rate": pl.Float64},
-        orient="row",
-    )
 
     base = (
         frame.select(
@@ -255,18 +280,10 @@ def compute_rewards(
             pl.col("qualified").cast(pl.Boolean).fill_null(False),
             pl.col("reason").cast(pl.String),
         )
-        .with_row_index("_row")
         .join(param_frame, on="period", how="left")
         .with_columns(savings_kwh=(pl.col("baseline_kwh") - pl.col("actual_kwh")).round(3))
         .with_columns(savings_pct=pl.col("savings_kwh") / pl.col("baseline_kwh") * 100)
-    )
-    banded = (
-        base.select("_row", "period", "savings_pct")
-        .join(band_frame, on="period")
-        .filter(
-            (pl.col("savings_pct") + _EPS >= pl.col("_lo")) & (pl.col("savings_pct") + _EPS < pl.col("_hi"))
-        )
-        .select("_row", "_band_rate")
+        .with_columns(_band_rate=_band_rate(bands, periods))
     )
     eligible = pl.col("qualified") & pl.col("baseline_kwh").is_not_null() & (pl.col("baseline_kwh") > 0)
     has_savings = pl.col("savings_kwh") > 0
@@ -280,34 +297,45 @@ def compute_rewards(
     pays = eligible & has_savings & above_min & rate.is_not_null()
     reward = pl.when(pays).then((counted * rate + _EPS).floor()).otherwise(0).cast(pl.Int64)
     status = pl.when(~eligible).then(pl.lit("not_qualified")).when(~has_savings).then(pl.lit("no_savings"))
-    reason = (
+    # which reason applies (0: none); the texts are formatted afterwards for those rows only
+    why = (
         pl.when(~eligible)
-        .then(pl.coalesce(pl.col("reason"), pl.lit("baseline not qualified")))
+        .then(1)
         .when(~has_savings)
-        .then(pl.format("no savings: {} kWh used against a baseline of {} kWh", "actual_kwh", "baseline_kwh"))
+        .then(2)
         .when(~above_min)
-        .then(
-            pl.format(
-                "savings {}% below the program minimum of {}%",
-                pl.col("savings_pct").round(2),
-                pl.col("_min_pct"),
-            )
-        )
+        .then(3)
         .when(pl.col("_cap_pct").is_not_null() & (pl.col("savings_pct") > pl.col("_cap_pct") + _EPS))
-        .then(pl.format("kWh counted up to the {}% cap", pl.col("_cap_pct")))
+        .then(4)
+        .otherwise(0)
     )
+    out = base.with_columns(
+        program_code=pl.lit(program_code),
+        reward_krw=reward,
+        status=status.otherwise(pl.lit("qualified")),
+        _why=why,
+    ).with_columns(
+        reason=pl.when(pl.col("_why") == 1).then(
+            pl.coalesce(pl.col("reason"), pl.lit("baseline not qualified"))
+        ),
+        points=pl.col("reward_krw"),
+        savings_pct=pl.when(pl.col("baseline_kwh") > 0).then(pl.col("savings_pct").round(4)),
+        _pct=pl.col("savings_pct"),
+    )
+    texts = {
+        2: pl.format("no savings: {} kWh used against a baseline of {} kWh", "actual_kwh", "baseline_kwh"),
+        3: pl.format(
+            "savings {}% below the program minimum of {}%", pl.col("_pct").round(2), pl.col("_min_pct")
+        ),
+        4: pl.format("kWh counted up to the {}% cap", pl.col("_cap_pct")),
+    }
+    reason = out["reason"]
+    for code, text in texts.items():
+        rows = (out["_why"] == code).arg_true()
+        if rows.len():
+            reason = reason.scatter(rows, out[rows].select(text).to_series())
     return (
-        base.join(banded, on="_row", how="left")
-        .with_columns(
-            program_code=pl.lit(program_code),
-            reward_krw=reward,
-            status=status.otherwise(pl.lit("qualified")),
-            reason=reason,
-        )
-        .with_columns(
-            points=pl.col("reward_krw"),
-            savings_pct=pl.when(pl.col("baseline_kwh") > 0).then(pl.col("savings_pct").round(4)),
-        )
+        out.with_columns(reason=reason)
         .select(list(REWARD_SCHEMA))
         .cast(REWARD_SCHEMA)  # type: ignore[arg-type]
         .sort("household_id", "period")

@@ -63,9 +63,18 @@ def test_demo_starts_every_ui_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         for name, url in checks.items():
             response = _get_until_ok(url, timeout_s=90)
             assert response.status_code == 200, f"{name}: {response.status_code} {response.text[:200]}"
+        # the demo's resident signs in (OAuth2 password flow) and reads the household it owns
+        assert "resident@demo.hems" in text
+        token = httpx.post(
+            f"http://127.0.0.1:{ports['api']}/auth/token",
+            data={"username": "resident@demo.hems", "password": "hems-demo-2026"},
+            timeout=30,
+        )
+        assert token.status_code == 200, token.text
         daily = httpx.get(
             f"http://127.0.0.1:{ports['api']}/dashboard/energy",
             params={"household_id": "hh-00001"},
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
             timeout=30,
         )
         assert daily.status_code == 200, daily.text

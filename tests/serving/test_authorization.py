@@ -33,6 +33,8 @@ READ_ENDPOINTS = {
     "points": ("GET", "/households/{hh}/points"),
     "points_history": ("GET", "/households/{hh}/points/history"),
     "leaderboard_as": ("GET", "/community/leaderboard?household_id={hh}"),
+    "predictions_history": ("GET", "/predictions/history?household_id={hh}"),
+    "optimization_tips": ("GET", "/optimization/tips?household_id={hh}"),
 }
 WRITE_ENDPOINTS = {
     "challenge_join": ("POST", "/community/challenges/2/join?household_id={hh}"),
@@ -164,3 +166,35 @@ def test_household_list_is_scoped(client: TestClient, accounts: dict[str, Accoun
     assert ids("alice") == ["hh-1"]
     assert ids("bob") == ["hh-2"]
     assert ids("analyst") == ids("admin") == ["hh-1", "hh-2", "hh-3"]
+
+
+#: AI routes that take the household in a JSON body. The matrix app has no trained models, so a
+#: caller who may read the household gets past the scope check to the model: 503 "no champion".
+#: Whoever may not gets the 404 of a missing household — the check runs before any model work.
+BODY_ENDPOINTS = {
+    "predict_energy": ("/predict/energy", {"household_id": "{hh}", "horizon_hours": 24}),
+    "anomaly_detect": (
+        "/anomaly/detect",
+        {"household_id": "{hh}", "start": "2025-07-01", "end": "2025-07-02"},
+    ),
+}
+
+
+@pytest.mark.parametrize("role", ["anonymous", "alice", "analyst", "admin"])
+@pytest.mark.parametrize("endpoint", list(BODY_ENDPOINTS))
+def test_body_scoped_matrix(
+    client: TestClient, accounts: dict[str, Account], role: str, endpoint: str
+) -> None:
+    path, body = BODY_ENDPOINTS[endpoint]
+    headers = {} if role == "anonymous" else accounts[role].headers
+    got = {}
+    for target in TARGETS:
+        r = client.post(path, headers=headers, json={k: v.format(hh=target) if isinstance(v, str) else v
+                                                     for k, v in body.items()})  # fmt: skip
+        got[target] = r.status_code
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert set(r.json()) <= PROBLEM_KEYS | {"model"}  # a problem, never data
+    reached = {
+        t: 503 if _expected(role, t, write=False) == 200 else _expected(role, t, write=False) for t in TARGETS
+    }
+    assert got == reached

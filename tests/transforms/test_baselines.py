@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 import statsmodels.api as sm
+from polars.testing import assert_frame_equal
 
 from transforms.baselines import (
     CaltrackConfig,
@@ -250,3 +251,24 @@ def test_caltrack_per_household_reporting_start_and_bad_input() -> None:
         fit_caltrack_daily(daily.drop("temperature_c"), START)
     with pytest.raises(ValueError, match="lacks 1 household"):
         fit_caltrack_daily(daily, starts.head(1))
+
+
+def test_results_do_not_depend_on_row_order_or_id_type() -> None:
+    """Rows grouped or shuffled, ids as strings or categoricals: the same models and savings."""
+    daily = _daily(
+        {"b": (8, 0.3, 15, 0.5, 22, 0.4), "a": (12, 0.0, 15, 0.8, 24, 0.6), "c": (5, 0.2, 16, 0, 24, 0.3)}
+    )
+    reference = fit_caltrack_daily(daily, START).sort("household_id")
+    shuffled = daily.sample(fraction=1.0, shuffle=True, seed=1)
+    categorical = daily.with_columns(pl.col("household_id").cast(pl.Categorical))
+    for variant in (shuffled, categorical):
+        fitted = fit_caltrack_daily(variant, START).with_columns(pl.col("household_id").cast(pl.String))
+        # same model choice and balance points; coefficients equal up to summation order
+        assert_frame_equal(fitted.sort("household_id"), reference, check_exact=False, rel_tol=1e-9)
+    savings = caltrack_savings(reference, daily, START).sort("household_id")
+    assert_frame_equal(
+        caltrack_savings(reference, shuffled, START).sort("household_id"),
+        savings,
+        check_exact=False,
+        rel_tol=1e-9,
+    )

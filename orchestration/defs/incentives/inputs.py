@@ -26,13 +26,19 @@ group by household_id, local_date, local_hour
 
 def daily_kwh(warehouse: Warehouse, first: date, last: date) -> pl.DataFrame:
     frame = warehouse.read_live(DAILY_SQL, {"first": first, "last": last})
-    return frame.with_columns(pl.col("date").cast(pl.Date), pl.col("kwh").cast(pl.Float64))
+    # typed explicitly: an empty answer from PostgreSQL comes back with Null columns
+    return frame.with_columns(
+        pl.col("household_id").cast(pl.String), pl.col("date").cast(pl.Date), pl.col("kwh").cast(pl.Float64)
+    )
 
 
 def hourly_kwh(warehouse: Warehouse, first: date, last: date) -> pl.DataFrame:
     frame = warehouse.read_live(HOURLY_SQL, {"first": first, "last": last})
     return frame.with_columns(
-        pl.col("date").cast(pl.Date), pl.col("hour").cast(pl.Int8), pl.col("kwh").cast(pl.Float64)
+        pl.col("household_id").cast(pl.String),
+        pl.col("date").cast(pl.Date),
+        pl.col("hour").cast(pl.Int8),
+        pl.col("kwh").cast(pl.Float64),
     )
 
 
@@ -47,5 +53,7 @@ def daily_temperature(raw: RawStore, warehouse: Warehouse, first: date, last: da
     by_region = weather.group_by("region", pl.col("ts").dt.convert_time_zone(tz).dt.date().alias("date")).agg(
         pl.col("temperature").mean().alias("temperature_c")
     )
-    households = warehouse.read_live("select household_id, region from marts.dim_households")
+    households = warehouse.read_live("select household_id, region from marts.dim_households").with_columns(
+        pl.col("household_id").cast(pl.String), pl.col("region").cast(pl.String)
+    )
     return households.join(by_region, on="region").select("household_id", "date", "temperature_c")
