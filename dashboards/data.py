@@ -355,15 +355,32 @@ def _registry_module() -> Any | None:
     return registry
 
 
+def _published_summaries() -> dict[str, dict[str, Any]] | None:
+    """The champions summary the ml_champions asset writes after each promotion (no MLflow import:
+    importing it costs seconds on a page's first render)."""
+    import json
+
+    path = get_settings().ml_champions_path
+    if not path.exists():
+        return None
+    try:
+        return {m["name"]: m for m in json.loads(path.read_text())["models"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataUnavailable(f"{path} is not a champions summary ({exc}); re-run ml_champions") from None
+
+
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def _champions(source: str) -> pl.DataFrame | None:
-    registry = _registry_module()
-    if registry is None or not hasattr(registry, "model_summary"):
+    published = _published_summaries()
+    registry = None if published is not None else _registry_module()
+    if published is None and (registry is None or not hasattr(registry, "model_summary")):
         return None
     rows: list[dict[str, Any]] = []
     for name in MODEL_NAMES:
         try:
-            summary = registry.model_summary(name)
+            summary = (
+                published.get(name, {"name": name}) if published is not None else registry.model_summary(name)
+            )
         except Exception as exc:  # an unreachable tracking server must not break the page
             raise DataUnavailable(f"ml.registry.model_summary({name!r}) failed: {exc}") from None
         promotion = summary.get("promotion") or {}
@@ -392,6 +409,10 @@ def champions() -> pl.DataFrame | None:
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def _champion_history(source: str) -> pl.DataFrame | None:
+    published = _published_summaries()
+    if published is not None:  # the published summary is the page's source; never import MLflow
+        rows = [h for m in published.values() for h in m.get("history", [])]
+        return pl.DataFrame(rows) if rows else None
     registry = _registry_module()
     fn = getattr(registry, "champion_history", None) if registry is not None else None
     if fn is None:

@@ -245,6 +245,11 @@ class Settings(BaseSettings):
         return self.data_dir / "mlflow"
 
     @property
+    def ml_champions_path(self) -> Path:
+        """Champions summary written after each promotion, so readers need not import MLflow."""
+        return self.mlflow_dir / "champions.json"
+
+    @property
     def app_database_url(self) -> str:
         if self.profile is Profile.stack:
             return self.postgres.url(self.postgres.app_database)

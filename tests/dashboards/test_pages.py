@@ -200,3 +200,35 @@ def test_models_compare_versions_with_seasonal_naive(enriched: Path) -> None:
     assert {"1", "2"} <= models and any(m.startswith("seasonal naive") for m in models)
     cv = dict(zip(overall["model"], overall["cv_rmse"], strict=True))
     assert cv["2"] < cv["1"]  # version 2 has the smaller bias in the test data
+
+
+def test_models_page_reads_the_published_champions_without_mlflow(enriched: Path) -> None:
+    """The ml_champions asset publishes a summary file; the page shows it (no MLflow import)."""
+    import json
+
+    import streamlit as st
+
+    path = get_settings().ml_champions_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "name": "hems-consumption-forecaster",
+        "champion_version": 3,
+        "metrics": {"cv_rmse": 24.3},
+        "promotion": {
+            "decision": "promoted",
+            "reason": "beat the reference and the champion",
+            "at": "2026-11-26",
+        },
+    }
+    path.write_text(json.dumps({"written_at": 0, "models": [summary]}))
+    st.cache_data.clear()
+    try:
+        at = _run("models")
+        frames = [d.value for d in at.dataframe]
+        champions = next(f for f in frames if "champion_version" in f.columns)
+        row = champions[champions["model"] == "hems-consumption-forecaster"].iloc[0]
+        assert int(row["champion_version"]) == 3
+        assert "No model registry yet" not in _infos(at)
+    finally:
+        path.unlink()
+        st.cache_data.clear()

@@ -39,7 +39,7 @@ def _log(model, splits):
     )
 
 
-def test_promotion_rules_and_loading_by_alias(mlflow_tracking, small_model, splits) -> None:
+def test_promotion_rules_and_loading_by_alias(mlflow_tracking, small_model, splits, tmp_path) -> None:
     from mlflow import MlflowClient
 
     name = small_model.name
@@ -107,6 +107,16 @@ def test_promotion_rules_and_loading_by_alias(mlflow_tracking, small_model, spli
     assert mv.tags["promotion.decision"] == "rejected"
     summary = registry.model_summary(name)
     assert summary["champion_version"] == v3.version and summary["promotion"]["decision"] == "promoted"
+
+    # the summary readers without MLflow (dashboards) get: one JSON file, replaced atomically
+    import json
+
+    path = tmp_path / "ml" / "champions.json"
+    registry.publish_summaries(path, [name, "hems-never-registered"])
+    published = {m["name"]: m for m in json.loads(path.read_text())["models"]}
+    assert published[name]["champion_version"] == v3.version
+    assert published[name]["metrics"] == summary["metrics"]
+    assert published["hems-never-registered"]["champion_version"] is None
 
 
 def test_loader_reports_a_missing_champion(mlflow_tracking) -> None:

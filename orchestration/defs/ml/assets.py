@@ -180,6 +180,9 @@ def ml_champions(context: AssetExecutionContext, ml_evaluation: dict) -> Output[
     decisions = promote_versions(ml_evaluation)
     for name, d in decisions.items():
         context.log.info(f"{name}: {'promoted' if d.promoted else 'kept'} — {d.reason}")
+    from hems.settings import get_settings
+
+    registry.publish_summaries(get_settings().ml_champions_path, sorted(decisions))
     return Output(
         {n: d.champion_after for n, d in decisions.items()},
         metadata={n: MetadataValue.text(d.reason) for n, d in decisions.items()},
