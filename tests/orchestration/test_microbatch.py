@@ -113,9 +113,7 @@ def test_microbatch_sensor_asks_for_today_when_readings_arrive(embedded: Setting
         assert again.run_key != request.run_key
 
 
-def test_refresh_from_must_be_a_date() -> None:
-    from dagster import DagsterInvalidConfigError  # noqa: F401 - documents where a bad value fails
-
+def test_first_landed_day_of_a_landing_run() -> None:
     from orchestration.defs.energy.sensors import first_landed_day
 
     assert first_landed_day({"dagster/asset_partition_range_start": "2025-09-01"}, None) == "2025-09-01"
