@@ -355,6 +355,14 @@ def t(key: str, default: str | None = None, **values: object) -> str:
     return text.format(**values) if values else text
 
 
+def col_labels(*same: str, **renamed: str) -> dict[str, str]:
+    """Plotly ``labels`` for frame columns from their ``col.*`` labels: ``col_labels("date", ts="time")``
+    labels column ``date`` with ``col.date`` and column ``ts`` with ``col.time``."""
+    return {column: t(f"col.{column}") for column in same} | {
+        column: t(f"col.{key}") for column, key in renamed.items()
+    }
+
+
 def language_switch() -> str:
     """The sidebar switch (a radio keyed ``lang``); returns the chosen code."""
     st.sidebar.radio(

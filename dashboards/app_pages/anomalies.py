@@ -16,7 +16,7 @@ from dashboards import data
 from dashboards import formatting as fmt
 from dashboards.charts import chart, empty, table
 from dashboards.filters import sidebar_filters
-from dashboards.i18n import t
+from dashboards.i18n import col_labels, t
 from dashboards.metrics import robust_deviation
 
 FEATURES = [
@@ -162,7 +162,7 @@ with right:
             y="watts",
             color="series",
             title=t("anomalies.readings"),
-            labels={"ts": t("col.time"), "watts": t("col.watts"), "series": t("col.device")},
+            labels=col_labels("watts", ts="time", series="device"),
         )
         fig.add_vline(x=event["ts"], line_dash="dash", line_color="red")
         chart(fig, shown, "anomaly_readings")

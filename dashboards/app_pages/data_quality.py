@@ -12,7 +12,7 @@ from dashboards import data
 from dashboards import formatting as fmt
 from dashboards.charts import chart, empty, table
 from dashboards.filters import sidebar_filters
-from dashboards.i18n import t
+from dashboards.i18n import col_labels, t
 
 st.title(t("quality.title"))
 st.caption(t("quality.caption"))
@@ -52,7 +52,7 @@ else:
             y="nodes",
             color="status",
             title=t("quality.checks_chart"),
-            labels={"kind": t("col.kind"), "nodes": t("col.nodes"), "status": t("col.status")},
+            labels=col_labels("kind", "nodes", "status"),
         ),
         counts,
         "dbt_results_by_status",
@@ -93,7 +93,7 @@ else:
             color="source",
             orientation="h",
             title=t("quality.quarantine_chart"),
-            labels={"messages": t("col.messages"), "reason": t("col.reason"), "source": t("col.source")},
+            labels=col_labels("messages", "reason", "source"),
         ),
         quarantine,
         "quarantine_by_reason",
@@ -118,11 +118,7 @@ else:
             y="intervals",
             color="repair_kind",
             title=t("quality.repairs_chart"),
-            labels={
-                "date": t("col.date"),
-                "intervals": t("col.intervals"),
-                "repair_kind": t("col.repair_kind"),
-            },
+            labels=col_labels("date", "intervals", "repair_kind"),
         ),
         repairs,
         "meter_repairs",
@@ -147,11 +143,7 @@ else:
                 y="devices",
                 color="status",
                 title=t("quality.status_chart"),
-                labels={
-                    "device_type": t("col.device_type"),
-                    "devices": t("col.devices"),
-                    "status": t("col.status"),
-                },
+                labels=col_labels("device_type", "devices", "status"),
             ),
             status,
             "device_status",
@@ -169,11 +161,7 @@ else:
                 orientation="h",
                 range_x=[0, 1],
                 title=t("quality.completeness_chart"),
-                labels={
-                    "completeness_last_day": t("col.completeness"),
-                    "device_id": t("col.device"),
-                    "device_type": t("col.device_type"),
-                },
+                labels=col_labels("device_type", completeness_last_day="completeness", device_id="device"),
             ),
             complete,
             "device_completeness",

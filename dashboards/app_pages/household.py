@@ -14,7 +14,7 @@ from dashboards import data
 from dashboards import formatting as fmt
 from dashboards.charts import chart, empty, table
 from dashboards.filters import sidebar_filters
-from dashboards.i18n import t
+from dashboards.i18n import col_labels, t
 
 TOU = ("peak_usage_kwh", "mid_usage_kwh", "off_peak_usage_kwh")
 #: KEPCO residential low-voltage block limits (kWh/month, DESIGN §5): Jul–Aug, other months
@@ -65,7 +65,7 @@ if curve is not None and curve.height:
         y="watts",
         color="series",
         title=t("household.load_curve", every=every),
-        labels={"ts": t("col.time"), "watts": t("col.watts"), "series": t("col.device")},
+        labels=col_labels("watts", ts="time", series="device"),
     )
     fig.update_xaxes(rangeslider_visible=True)
     chart(fig, shown, f"load_curve_{household_id}")

@@ -12,7 +12,7 @@ from dashboards import data
 from dashboards import formatting as fmt
 from dashboards.charts import chart, empty
 from dashboards.filters import sidebar_filters
-from dashboards.i18n import t
+from dashboards.i18n import col_labels, t
 
 TOU = ("peak_usage_kwh", "mid_usage_kwh", "off_peak_usage_kwh")
 
@@ -113,11 +113,7 @@ chart(
         points="all",
         hover_data=["household_id"],
         title=t("overview.distribution"),
-        labels={
-            "region": t("col.region"),
-            "kwh_per_day": t("col.kwh_per_day"),
-            "building_type": t("col.building_type"),
-        },
+        labels=col_labels("region", "kwh_per_day", "building_type"),
     ),
     per_home,
     "households_by_region_building_type",
@@ -142,11 +138,7 @@ fig = px.line(
     color="year",
     markers=True,
     title=t("overview.vs_last_year"),
-    labels={
-        "month": t("col.month"),
-        "kwh_per_household_day": t("col.kwh_per_household_day"),
-        "year": t("col.year"),
-    },
+    labels=col_labels("month", "kwh_per_household_day", "year"),
 )
 fig.update_xaxes(dtick=1, range=[0.5, 12.5])
 chart(fig, monthly, "trend_vs_last_year")

@@ -12,7 +12,7 @@ from dashboards import data
 from dashboards import formatting as fmt
 from dashboards.charts import chart, empty, table
 from dashboards.filters import sidebar_filters
-from dashboards.i18n import t
+from dashboards.i18n import col_labels, t
 
 st.title(t("rewards.title"))
 st.caption(t("rewards.caption"))
@@ -83,11 +83,7 @@ else:
             color="program",
             hover_data=["household_id", "period", "savings_pct", "reward_krw", "reason"],
             title=t("rewards.baseline_vs_actual"),
-            labels={
-                "baseline_kwh": t("col.baseline_kwh"),
-                "actual_kwh": t("col.actual_kwh"),
-                "program": t("col.program"),
-            },
+            labels=col_labels("baseline_kwh", "actual_kwh", "program"),
         ),
         results,
         "rewards_baseline_vs_actual",
@@ -116,7 +112,7 @@ else:
             x="household_id",
             y="balance",
             title=t("rewards.balances"),
-            labels={"household_id": t("col.household"), "balance": t("col.points")},
+            labels=col_labels(household_id="household", balance="points"),
         ),
         balances,
         "points_balances",
@@ -169,11 +165,7 @@ if ranked.filter(pl.col("saved_ratio").is_not_null()).height:
             y="saved_ratio",
             color="region",
             title=t("rewards.saved_ratio", week=str(week)),
-            labels={
-                "household_id": t("col.household"),
-                "saved_ratio": t("col.saved_ratio"),
-                "region": t("col.region"),
-            },
+            labels=col_labels("saved_ratio", "region", household_id="household"),
         ),
         ranked,
         "leaderboard_saved",
@@ -187,11 +179,7 @@ else:
             y="kwh_per_resident_day",
             color="region",
             title=t("rewards.per_resident", week=str(week)),
-            labels={
-                "household_id": t("col.household"),
-                "kwh_per_resident_day": t("col.kwh_per_resident_day"),
-                "region": t("col.region"),
-            },
+            labels=col_labels("kwh_per_resident_day", "region", household_id="household"),
         ),
         ranked,
         "leaderboard_per_resident",
