@@ -16,9 +16,11 @@ with meter_days as (
         sum(case when tou_band = 'mid' then import_kwh else 0 end) as mid_usage_kwh,
         sum(case when tou_band = 'off_peak' then import_kwh else 0 end) as off_peak_usage_kwh,
         sum(export_kwh) as grid_export_kwh,
-        -- a gap cut into hour pieces counts once, on the day its first piece falls
-        cast(sum(case when is_first_piece then 1 else 0 end) as integer) as interval_count,
-        cast(sum(case when repair_kind not in ('ok', 'gap') then 1 else 0 end) as integer) as repaired_intervals,
+        -- a row sums interval_count meter intervals; a gap cut into hour pieces counts once, on the
+        -- day its first piece falls
+        cast(sum(case when is_first_piece then interval_count else 0 end) as integer) as interval_count,
+        cast(sum(case when repair_kind not in ('ok', 'gap') then interval_count else 0 end) as integer)
+            as repaired_intervals,
         cast(sum(case when repair_kind = 'gap' and is_first_piece then 1 else 0 end) as integer)
             as gap_intervals
     from {{ ref('int_meter_intervals_differenced') }}
