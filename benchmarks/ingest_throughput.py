@@ -1,17 +1,41 @@
-"""Sustained MQTT → InfluxDB ingest throughput, beside the references, as one JSON line.
+"""Sustained MQTT → InfluxDB ingest throughput and latency, beside the references, as one JSON line.
 
-    .venv/bin/python benchmarks/ingest_throughput.py [--messages 200000] [--batched-messages 5000]
+    .venv/bin/python benchmarks/ingest_throughput.py [--workers 2] [--messages 200000]
+        [--batched-messages 5000] [--paced-seconds 10]
 
-Runs a private Mosquitto with the shipped config (ingest/broker/mosquitto.conf) and the worker as a
-subprocess (``python -m ingest.mqtt``) against a throwaway database on the InfluxDB at
-HEMS_INFLUX__HOST:PORT (default 127.0.0.1:8086).  Measures:
+Runs a private Mosquitto with the shipped config (ingest/broker/mosquitto.conf) and ``--workers``
+worker subprocesses (``python -m ingest.mqtt``; with more than one they share the load through a
+shared subscription, ``$share/bench/...``, as docs/ingest.md describes) against throwaway databases
+on the InfluxDB at HEMS_INFLUX__HOST:PORT (default 127.0.0.1:8086).
 
-* (a) one reading per message and (b) 100 readings per message: from the first publish until every
-  reading is queryable in InfluxDB (zero loss is checked by counting), and the publish-to-queryable
-  p99 (a message counts as queryable at the first poll, every 0.2 s, whose count covers it — the
-  worker writes in arrival order, so this is an upper bound up to the poll interval);
-* the references: the broker's raw delivery of the same messages to ``mosquitto_sub`` (QoS 1,
-  output to /dev/null) and InfluxDB's raw /write rate with 5,000-line batches (httpx).
+The load generator is not Python-bound: each of ``--publishers`` processes sends pre-built MQTT
+3.1.1 PUBLISH packets (QoS 1, 1,000 devices' topics) over a plain socket, a few hundred per
+``sendall``, keeping at most 2,000 unacknowledged per connection (packet ids are 16-bit) and counting
+the broker's PUBACKs on a reader thread.  It either publishes as fast as the broker takes them
+(saturation) or at a fixed rate (paced).
+
+Phases (each on a fresh database with fresh workers):
+
+* reference, broker: the same publishers and the same messages as (a) into ``--workers``
+  ``mosquitto_sub -q 1`` subscribers (one shared-subscription group when more than one), output
+  one newline per message to a file that is counted: the broker's raw delivery rate;
+* reference, InfluxDB: raw /write with 5,000-line batches on two connections (httpx);
+* (a) one reading per message and (b) 100 readings per message, saturated: from the first
+  publish until every reading is queryable in InfluxDB (zero loss checked by counting);
+* (a) and (b) paced at the target rate (20,000 msg/s; 1,000 msg/s = 100,000 readings/s) for
+  ``--paced-seconds``: the publish → queryable latency of readings during sustained ingest at the
+  target rate (the p99 the issue asks for), and whether the workers keep up.
+
+Latency: reading timestamps are unique and increase by 1 ms per reading in publish order, so a
+``GROUP BY time(<bucket>)`` count every 0.1 s tells which buckets of consecutive messages are
+completely queryable; a message's latency is the arrival of the first poll answer that shows its
+whole bucket queryable minus its publish time (an upper bound: + up to one poll interval and the
+query's own time, + the bucket's publish spread, ~10 ms).  This holds with several workers, which
+write in no global order.  In a paced run ``publish_msg_per_s`` shows whether the publishers held
+the target rate; when they could not (the machine is saturated), the latency includes the backlog.
+
+Also reported: CPU seconds the workers and the broker used per phase (``worker_cpu_us_per_msg``),
+the figure least disturbed by other load on the machine.
 """
 
 from __future__ import annotations
@@ -20,27 +44,43 @@ import argparse
 import multiprocessing
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import numpy as np
 import orjson
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hems.services.manager import free_port  # noqa: E402
 from ingest.broker import PrivateBroker  # noqa: E402
 
 PREFIX = "hems/v1"
+TARGET_A_MSG_S = 20_000
+TARGET_B_READINGS_S = 100_000
+TARGET_P99_S = 2.0
+POLL_S = 0.1
+#: unacknowledged PUBLISHes per publisher connection (below the 65,535 packet ids; small, as a
+#: fleet of devices has a few each, so a broker that falls behind slows the publishers instead of
+#: hiding seconds of backlog in socket buffers)
+WINDOW = 2_000
+CHUNK = 250
+
+
+# ----------------------------------------------------------------------------- InfluxDB
+
+
+def note(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def influx_url() -> str:
@@ -48,9 +88,12 @@ def influx_url() -> str:
     return f"http://{host}:{os.environ.get('HEMS_INFLUX__PORT', '8086')}"
 
 
+_http = httpx.Client(timeout=60)
+
+
 def influxql(q: str, db: str | None = None) -> dict:
     params = {"q": q, **({"db": db} if db else {})}
-    return httpx.post(f"{influx_url()}/query", params=params, timeout=60).json()
+    return _http.post(f"{influx_url()}/query", params=params).json()
 
 
 def count_points(db: str) -> int:
@@ -61,18 +104,33 @@ def count_points(db: str) -> int:
         return 0
 
 
-def make_messages(n_msgs: int, per_msg: int, devices: int, tag: str) -> list[tuple[str, bytes]]:
-    """Distinct readings (device, ts) so that a loss or a duplicate shows in the count."""
-    now = datetime.now(UTC).replace(microsecond=0)
-    base_ms = int(now.timestamp() * 1000)
+def bucket_counts(db: str, lo_ms: int, hi_ms: int, bucket_ms: int) -> dict[int, int]:
+    """Readings per time bucket in [lo, hi): {bucket start ms: count}."""
+    q = (
+        f"SELECT count(power_consumption) FROM energy_consumption WHERE time >= {lo_ms}ms "
+        f"AND time < {hi_ms}ms GROUP BY time({bucket_ms}ms)"
+    )
+    body = _http.get(f"{influx_url()}/query", params={"q": q, "db": db, "epoch": "ms"}).json()
+    try:
+        values = body["results"][0]["series"][0]["values"]
+    except (KeyError, IndexError):
+        return {}
+    return {int(t): int(c or 0) for t, c in values}
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+def make_messages(n_msgs: int, per_msg: int, devices: int, tag: str, base_ms: int) -> list[tuple[str, bytes]]:
+    """Message i holds readings with ts base + i*per_msg + k ms: unique keys (a loss or a duplicate
+    shows in the count) in publish order (so a time bucket is a run of consecutive messages)."""
     out = []
     for i in range(n_msgs):
         dev = i % devices
         hh = f"{tag}{dev:05d}"
-        slot = i // devices
         body = [
             {
-                "ts": base_ms - (slot * per_msg + k) * 1000,
+                "ts": base_ms + i * per_msg + k,
                 "device_type": "smart_meter",
                 "power_w": 100.0 + (i + k) % 900,
                 "energy_import_kwh": 1000.0 + k / 100,
@@ -85,92 +143,163 @@ def make_messages(n_msgs: int, per_msg: int, devices: int, tag: str) -> list[tup
     return out
 
 
-class Publisher:
-    """One paho client, QoS 1, at most ``inflight`` unacknowledged (MQTT packet ids are 16-bit).
-
-    A small window is fastest: paho scans its in-flight table on each PUBACK (measured here:
-    12k msg/s with 100 in flight, 2.3k with 5,000)."""
-
-    def __init__(self, port: int, inflight: int = 100) -> None:
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:6]}"
-        )
-        self.client.max_inflight_messages_set(inflight)
-        self.window = threading.BoundedSemaphore(inflight)
-        self.client.on_publish = lambda *_: self.window.release()
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def publish(self, messages: list[tuple[str, bytes]]) -> np.ndarray:
-        """Publish all; returns each message's publish time (monotonic)."""
-        times = np.empty(len(messages))
-        infos = []
-        for i, (topic, payload) in enumerate(messages):
-            self.window.acquire()  # pace: never more than `inflight` awaiting PUBACK, nothing queued
-            times[i] = time.monotonic()
-            infos.append(self.client.publish(topic, payload, qos=1))
-        for info in infos:
-            info.wait_for_publish(120)
-        return times
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def base_ms_for(bucket_ms: int) -> int:
+    """A bucket-aligned start an hour ago (inside the worker's max age, never in the future)."""
+    base = int(time.time() * 1000) - 3_600_000
+    return base - base % bucket_ms
 
 
-def _publish_part(args: tuple[int, list[tuple[str, bytes]]]) -> np.ndarray:
-    port, part = args
-    pub = Publisher(port)
-    try:
-        return pub.publish(part)
-    finally:
-        pub.close()
+# ----------------------------------------------------------------------------- raw MQTT publisher
 
 
-def publish_parallel(port: int, messages: list[tuple[str, bytes]], procs: int = 2) -> np.ndarray:
-    """Publish from ``procs`` processes (one paho client tops out near 12k msg/s); publish times back
-    in message order (CLOCK_MONOTONIC is shared by processes)."""
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, b = divmod(n, 128)
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def publish_packet(topic: bytes, payload: bytes, pid: int) -> bytes:
+    """An MQTT 3.1.1 PUBLISH, QoS 1."""
+    var = struct.pack("!H", len(topic)) + topic + struct.pack("!H", pid)
+    return b"\x32" + _varint(len(var) + len(payload)) + var + payload
+
+
+def mqtt_connect(port: int, client_id: str) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    cid = client_id.encode()
+    var = struct.pack("!H", 4) + b"MQTT" + bytes([4, 0x02]) + struct.pack("!H", 0)  # clean, no keepalive
+    body = struct.pack("!H", len(cid)) + cid
+    s.sendall(b"\x10" + _varint(len(var) + len(body)) + var + body)
+    ack = s.recv(4)
+    if ack[:2] != b"\x20\x02" or len(ack) < 4 or ack[3] != 0:
+        raise RuntimeError(f"broker refused the publisher: {ack!r}")
+    return s
+
+
+def _publish_part(args: tuple[int, list[tuple[str, bytes]], float | None]) -> np.ndarray:
+    """Publish one part (in a child process); returns each message's send time (monotonic)."""
+    port, part, rate = args
+    packets = [publish_packet(t.encode(), p, i % 65535 + 1) for i, (t, p) in enumerate(part)]
+    n = len(packets)
+    s = mqtt_connect(port, f"bench-pub-{uuid.uuid4().hex[:8]}")
+    acked = [0]
+    cond = threading.Condition()
+
+    def read_acks() -> None:  # the broker sends nothing but PUBACKs (4 bytes each) to a publisher
+        got = 0
+        while got < n * 4:
+            b = s.recv(1 << 16)
+            if not b:
+                break
+            got += len(b)
+            with cond:
+                acked[0] = got // 4
+                cond.notify()
+
+    reader = threading.Thread(target=read_acks, daemon=True)
+    reader.start()
+    times = np.empty(n)
+    t0 = time.monotonic()
+    for start in range(0, n, CHUNK):
+        end = min(n, start + CHUNK)
+        with cond:
+            while end - acked[0] > WINDOW:
+                cond.wait(1)
+        if rate:
+            delay = t0 + start / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        times[start:end] = time.monotonic()
+        s.sendall(b"".join(packets[start:end]))
+    reader.join(300)
+    if acked[0] != n:
+        raise RuntimeError(f"publisher: {acked[0]} of {n} acknowledged")
+    s.close()
+    return times
+
+
+def publish(
+    port: int, messages: list[tuple[str, bytes]], procs: int, rate: float | None = None
+) -> np.ndarray:
+    """Publish from ``procs`` processes (``rate`` msg/s in total, or as fast as the broker acks);
+    publish times back in message order (CLOCK_MONOTONIC is shared by processes)."""
     parts = [messages[i::procs] for i in range(procs)]
+    each = rate / procs if rate else None
     with multiprocessing.get_context("fork").Pool(procs) as pool:
-        results = pool.map(_publish_part, [(port, p) for p in parts])
+        results = pool.map(_publish_part, [(port, p, each) for p in parts])
     times = np.empty(len(messages))
     for i, r in enumerate(results):
         times[i::procs] = r
     return times
 
 
-def broker_reference(port: int, messages: list[tuple[str, bytes]]) -> float:
-    """Messages/s the broker delivers to mosquitto_sub (QoS 1, to /dev/null)."""
-    exe = shutil.which("mosquitto_sub")
-    topic = messages[0][0].split("/")[2][:3]
-    sub = subprocess.Popen(
-        [
-            exe or "mosquitto_sub",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-q",
-            "1",
-            "-C",
-            str(len(messages)),
-            "-t",
-            f"{PREFIX}/+/+/telemetry",
-            "-i",
-            f"ref-{topic}",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    time.sleep(0.5)
-    started = time.monotonic()
-    publish_parallel(port, messages)
-    sub.wait(300)
-    elapsed = time.monotonic() - started
-    return len(messages) / elapsed
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (and its reaped children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def broker_reference(
+    port: int, messages: list[tuple[str, bytes]], subscribers: int, procs: int, work: Path
+) -> dict:
+    """Messages/s the broker delivers to ``subscribers`` mosquitto_sub (QoS 1), same publishers."""
+    share = "$share/ref/" if subscribers > 1 else ""
+    outs = [work / f"ref-sub-{k}.out" for k in range(subscribers)]
+    subs = [
+        subprocess.Popen(
+            [
+                *(shutil.which("mosquitto_sub") or "mosquitto_sub", "-h", "127.0.0.1", "-p", str(port)),
+                *("-q", "1", "-t", f"{share}{PREFIX}/+/+/telemetry"),
+                *("-i", f"ref-{k}-{uuid.uuid4().hex[:6]}", "-F", ""),
+            ],
+            stdout=open(out, "wb"),  # noqa: SIM115 -- one b"\n" per message, counted below
+        )
+        for k, out in enumerate(outs)
+    ]
+    try:
+        time.sleep(0.5)
+        broker_cpu0 = _broker_cpu(port)
+        started = time.monotonic()
+        publish(port, messages, procs)
+        published = time.monotonic() - started
+        deadline = time.monotonic() + 300
+        while sum(p.stat().st_size for p in outs) < len(messages) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        elapsed = time.monotonic() - started
+        got = sum(p.stat().st_size for p in outs)
+    finally:
+        for s in subs:
+            s.terminate()
+            s.wait(10)
+    return {
+        "subscribers": subscribers,
+        "delivered": got,
+        "publish_s": round(published, 2),
+        "msg_per_s": round(got / elapsed),
+        "broker_cpu_s": round(_broker_cpu(port) - broker_cpu0, 2),
+    }
+
+
+_BROKER_PID: dict[int, int] = {}
+
+
+def _broker_cpu(port: int) -> float:
+    pid = _BROKER_PID.get(port)
+    return cpu_s(pid) if pid else 0.0
 
 
 def influx_reference(lines: int = 500_000, batch: int = 5_000) -> float:
-    """Points/s InfluxDB accepts on /write with 5,000-line batches (two connections, as the worker)."""
+    """Points/s InfluxDB accepts on /write with 5,000-line batches (two connections)."""
     db = f"bench_ref_{uuid.uuid4().hex[:8]}"
     influxql(f'CREATE DATABASE "{db}"')
     base = int(time.time() * 1000) - lines
@@ -200,119 +329,237 @@ def influx_reference(lines: int = 500_000, batch: int = 5_000) -> float:
     return lines / elapsed
 
 
-def run_ingest(port: int, db: str, work: Path, messages: list[tuple[str, bytes]], per_msg: int) -> dict:
-    env = {
-        **os.environ,
-        "HEMS_PROFILE": "stack",
-        "HEMS_DATA_DIR": str(work / f"var-{per_msg}"),
-        "HEMS_MQTT__PORT": str(port),
-        "HEMS_MQTT__CLIENT_ID": f"bench-ingest-{per_msg}",
-        "HEMS_INFLUX__DATABASE": db,
-        "HEMS_POSTGRES__APP_DATABASE": os.environ.get("HEMS_POSTGRES__APP_DATABASE", "hems"),
-        "HEMS_LOG_LEVEL": "WARNING",
-    }
-    log = open(work / f"worker-{per_msg}.log", "wb")  # noqa: SIM115
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "ingest.mqtt"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-    )
+# ----------------------------------------------------------------------------- ingest phases
+
+
+class Workers:
+    """``n`` worker subprocesses on one database (a shared subscription when n > 1)."""
+
+    def __init__(self, n: int, port: int, db: str, work: Path, name: str) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs = []
+        self.metrics_ports: list[int] = []
+        for k in range(n):
+            self.metrics_ports.append(free_port())
+            env = {
+                **os.environ,
+                "HEMS_PROFILE": "stack",
+                "HEMS_DATA_DIR": str(work / f"var-{name}-{k}"),
+                "HEMS_MQTT__PORT": str(port),
+                "HEMS_MQTT__CLIENT_ID": f"bench-ingest-{name}-{k}",
+                "HEMS_INFLUX__DATABASE": db,
+                "HEMS_POSTGRES__APP_DATABASE": os.environ.get("HEMS_POSTGRES__APP_DATABASE", "hems"),
+                "HEMS_LOG_LEVEL": "WARNING",
+            }
+            if n > 1:  # a group per phase: the stopped workers of an earlier phase keep their
+                # persistent sessions, and the broker would queue part of the messages for them
+                env["HEMS_INGEST__SHARED_GROUP"] = f"bench-{name}"
+            log = open(work / f"worker-{name}-{k}.log", "wb")  # noqa: SIM115
+            self.logs.append(log)
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "ingest.mqtt", "--metrics-port", str(self.metrics_ports[-1])],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+
+    def cpu(self) -> float:
+        return sum(cpu_s(p.pid) for p in self.procs)
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for log in self.logs:
+            log.close()
+
+    def written(self) -> list[float]:
+        """hems_ingest_readings_written_total of each worker (its /metrics), -1 when not up."""
+        out = []
+        for p in self.metrics_ports:
+            try:
+                text = _http.get(f"http://127.0.0.1:{p}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                out.append(-1.0)
+                continue
+            line = next(
+                (x for x in text.splitlines() if x.startswith("hems_ingest_readings_written_total")), ""
+            )
+            out.append(float(line.split()[-1]) if line else 0.0)
+        return out
+
+
+def wait_ready(port: int, workers: Workers) -> None:
+    """Publish probes (readings an hour before the run's, not counted) until every worker wrote some."""
+    deadline = time.monotonic() + 60
+    sent = 0
+    while time.monotonic() < deadline:
+        probes = make_messages(20, 1, 20, "probe", base_ms_for(1000) - 3_600_000 + sent * 100)
+        publish(port, probes, 1)
+        sent += 1
+        time.sleep(0.3)
+        if min(workers.written()) > 0:  # every worker of the group took and wrote some
+            return
+    raise RuntimeError("workers did not come up within 60 s (see the worker logs)")
+
+
+def run_phase(
+    port: int, work: Path, name: str, n_msgs: int, per_msg: int, args: argparse.Namespace, rate: float | None
+) -> dict:
+    db = f"bench_ingest_{name}_{uuid.uuid4().hex[:6]}"
+    influxql(f'CREATE DATABASE "{db}"')
+    bucket_ms = 200 if per_msg == 1 else 1000  # 200 messages of (a), 10 of (b)
+    base = base_ms_for(bucket_ms)
+    messages = make_messages(n_msgs, per_msg, args.devices, f"h{name[:3]}", base)
+    total = n_msgs * per_msg
+    workers = Workers(args.workers, port, db, work, name)
     try:
-        deadline = time.monotonic() + 30
-        while count_points(db) == 0 and time.monotonic() < deadline:  # the worker is up once a probe lands
-            probe = make_messages(1, 1, 1, "probe")
-            p = Publisher(port)
-            p.publish(probe)
-            p.close()
-            time.sleep(0.5)
-        baseline = count_points(db)
-        total = len(messages) * per_msg
-        polls: list[tuple[float, int]] = []
+        wait_ready(port, workers)
+        n_buckets = -(-total // bucket_ms)
+        complete_at = np.full(n_buckets, np.nan)
         done = threading.Event()
+        polls = [0]
 
         def poll() -> None:
+            first = 0  # first bucket not yet complete
             while not done.is_set():
-                n = count_points(db) - baseline
-                polls.append((time.monotonic(), n))
-                if n >= total:
+                started_poll = time.monotonic()
+                counts = bucket_counts(db, base + first * bucket_ms, base + total, bucket_ms)
+                t = time.monotonic()  # stamped on the answer: an upper bound of when a bucket landed
+                polls[0] += 1
+                for start, c in counts.items():
+                    b = (start - base) // bucket_ms
+                    full = c >= min(bucket_ms, total - b * bucket_ms)
+                    if 0 <= b < n_buckets and full and np.isnan(complete_at[b]):
+                        complete_at[b] = t
+                while first < n_buckets and not np.isnan(complete_at[first]):
+                    first += 1
+                if first >= n_buckets:
                     done.set()
                     return
-                time.sleep(0.2)
+                time.sleep(max(0.0, POLL_S - (time.monotonic() - started_poll)))
 
+        cpu0, bcpu0 = workers.cpu(), _broker_cpu(port)
         started = time.monotonic()
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
-        times = publish_parallel(port, messages)
+        times = publish(port, messages, args.publishers, rate)
         published_s = time.monotonic() - started
-        done.wait(300)
-        finished = polls[-1][0] if polls else time.monotonic()
-        queryable = count_points(db) - baseline
-        # publish-to-queryable per message: first poll whose count covers the message
-        poll_t = np.array([t for t, _ in polls])
-        poll_n = np.array([n for _, n in polls])
-        need = (np.arange(len(messages)) + 1) * per_msg
-        idx = np.searchsorted(poll_n, need)
-        ok = idx < len(poll_t)
-        lat = poll_t[idx[ok]] - times[ok]
+        note(f"{name}: published {n_msgs} messages in {published_s:.1f} s")
+        while not done.wait(10):
+            missing = int(np.isnan(complete_at).sum())
+            note(f"{name}: {missing} of {n_buckets} buckets not yet complete")
+            if time.monotonic() - started > 600:
+                break
+        finished = float(np.nanmax(complete_at)) if not np.isnan(complete_at).all() else time.monotonic()
+        cpu, bcpu = workers.cpu() - cpu0, _broker_cpu(port) - bcpu0
+        in_range = sum(bucket_counts(db, base, base + total, max(bucket_ms, 3_600_000)).values())
+        msg_bucket = (np.arange(n_msgs) * per_msg) // bucket_ms
+        lat = complete_at[msg_bucket] - times
+        lat = lat[~np.isnan(lat)]
         elapsed = finished - started
         return {
-            "messages": len(messages),
+            "messages": n_msgs,
             "readings": total,
-            "queryable": int(queryable),
-            "lost": int(total - queryable),
+            "target_msg_per_s": rate,
+            "queryable": int(in_range),
+            "lost": int(total - in_range),
             "publish_s": round(published_s, 2),
+            "publish_msg_per_s": round(n_msgs / published_s),
             "elapsed_s": round(elapsed, 2),
-            "msg_per_s": round(len(messages) / elapsed),
+            "msg_per_s": round(n_msgs / elapsed),
             "readings_per_s": round(total / elapsed),
+            "p50_publish_to_queryable_s": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
             "p99_publish_to_queryable_s": round(float(np.percentile(lat, 99)), 3) if lat.size else None,
+            "max_publish_to_queryable_s": round(float(lat.max()), 3) if lat.size else None,
+            "worker_cpu_s": round(cpu, 2),
+            "worker_cpu_us_per_msg": round(cpu / n_msgs * 1e6, 1),
+            "broker_cpu_s": round(bcpu, 2),
+            "polls": polls[0],
         }
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        log.close()
+        workers.close()
+        influxql(f'DROP DATABASE "{db}"')
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", type=int, default=2, help="worker processes (shared subscription when > 1)")
+    ap.add_argument("--publishers", type=int, default=2, help="publisher processes")
     ap.add_argument("--messages", type=int, default=200_000, help="messages for (a), one reading each")
     ap.add_argument("--batched-messages", type=int, default=5_000, help="messages for (b), 100 readings each")
+    ap.add_argument("--paced-seconds", type=float, default=10.0, help="seconds of each paced run")
+    ap.add_argument("--rate-a", type=float, default=TARGET_A_MSG_S, help="msg/s of the paced (a) run")
+    ap.add_argument("--rate-b", type=float, default=TARGET_B_READINGS_S / 100, help="msg/s of paced (b)")
     ap.add_argument("--devices", type=int, default=1_000)
+    ap.add_argument("--only", default="", help="comma list of phases: ref,a,a_paced,b,b_paced")
     args = ap.parse_args()
+    only = set(filter(None, args.only.split(",")))
+
+    def want(phase: str) -> bool:
+        return not only or phase in only
+
     work = Path(tempfile.mkdtemp(prefix="hems-ingest-bench-"))
-    db = f"bench_ingest_{uuid.uuid4().hex[:8]}"
-    single = make_messages(args.messages, 1, args.devices, "hh-a")
-    batched = make_messages(args.batched_messages, 100, args.devices, "hh-b")
+    result: dict = {"benchmark": "ingest_throughput", "cores": os.cpu_count(), "workers": args.workers}
+    result["publishers"] = f"{args.publishers} processes, raw MQTT 3.1.1 PUBLISH (QoS 1) over a socket"
     try:
         with PrivateBroker(work / "broker") as broker:
-            ref_broker = broker_reference(broker.port, single)
-            ref_influx = influx_reference()
-            influxql(f'CREATE DATABASE "{db}"')
-            a = run_ingest(broker.port, db, work, single, 1)
-            db_b = db + "_b"
-            influxql(f'CREATE DATABASE "{db_b}"')
-            b = run_ingest(broker.port, db_b, work, batched, 100)
-            influxql(f'DROP DATABASE "{db_b}"')
+            assert broker.proc is not None
+            _BROKER_PID[broker.port] = broker.proc.pid
+            if want("ref"):
+                ref_msgs = make_messages(args.messages, 1, args.devices, "href", base_ms_for(200))
+                result["ref_broker"] = broker_reference(
+                    broker.port, ref_msgs, args.workers, args.publishers, work
+                )
+                result["ref_influx_write_points_per_s"] = round(influx_reference())
+            if want("a"):
+                result["a_saturated"] = run_phase(broker.port, work, "a", args.messages, 1, args, None)
+            if want("a_paced"):
+                n = int(args.rate_a * args.paced_seconds)
+                result["a_paced"] = run_phase(broker.port, work, "apaced", n, 1, args, args.rate_a)
+            if want("b"):
+                result["b_saturated"] = run_phase(
+                    broker.port, work, "b", args.batched_messages, 100, args, None
+                )
+            if want("b_paced"):
+                n = int(args.rate_b * args.paced_seconds)
+                result["b_paced"] = run_phase(broker.port, work, "bpaced", n, 100, args, args.rate_b)
     finally:
-        influxql(f'DROP DATABASE "{db}"')
-    result = {
-        "benchmark": "ingest_throughput",
-        "cores": os.cpu_count(),
-        "a_one_reading_per_message": a,
-        "b_100_readings_per_message": b,
-        "ref_broker_delivery_msg_per_s": round(ref_broker),
-        "ref_influx_write_points_per_s": round(ref_influx),
-        "ratio_a_to_broker": round(a["msg_per_s"] / ref_broker, 3),
-        "ratio_a_to_influx": round(a["readings_per_s"] / ref_influx, 3),
-        "ratio_b_to_influx": round(b["readings_per_s"] / ref_influx, 3),
-        "targets": {"a_msg_per_s": 20_000, "b_readings_per_s": 100_000, "p99_s": 2.0},
-        "met": {
-            "a": a["msg_per_s"] >= 20_000 and a["lost"] == 0,
-            "b": b["readings_per_s"] >= 100_000 and b["lost"] == 0,
-            "p99": max(a["p99_publish_to_queryable_s"] or 99, b["p99_publish_to_queryable_s"] or 99) <= 2.0,
-        },
+        shutil.rmtree(work, ignore_errors=True)
+    ref_b = result.get("ref_broker", {}).get("msg_per_s")
+    ref_i = result.get("ref_influx_write_points_per_s")
+    a, b = result.get("a_saturated"), result.get("b_saturated")
+    ap_, bp = result.get("a_paced"), result.get("b_paced")
+    ratios = {}
+    if a and ref_b:
+        ratios["a_to_broker"] = round(a["msg_per_s"] / ref_b, 3)
+    if a and ref_i:
+        ratios["a_to_influx"] = round(a["readings_per_s"] / ref_i, 3)
+    if b and ref_i:
+        ratios["b_to_influx"] = round(b["readings_per_s"] / ref_i, 3)
+    result["ratios"] = ratios
+    result["targets"] = {
+        "a_msg_per_s": TARGET_A_MSG_S,
+        "b_readings_per_s": TARGET_B_READINGS_S,
+        "p99_s_at_target_rate": TARGET_P99_S,
     }
-    shutil.rmtree(work, ignore_errors=True)
+    met = {}
+    if a:
+        met["a"] = a["msg_per_s"] >= TARGET_A_MSG_S and a["lost"] == 0
+    if b:
+        met["b"] = b["readings_per_s"] >= TARGET_B_READINGS_S and b["lost"] == 0
+    at_target = (args.rate_a >= TARGET_A_MSG_S, args.rate_b * 100 >= TARGET_B_READINGS_S)
+    for key, ph, ok in (("p99_a", ap_, at_target[0]), ("p99_b", bp, at_target[1])):
+        if ph and ok:
+            met[key] = ph["lost"] == 0 and (ph["p99_publish_to_queryable_s"] or 99) <= TARGET_P99_S
+    result["met"] = met
     print(orjson.dumps(result).decode())
 
 
