@@ -26,7 +26,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from hems.errors import HemsError
-from hems.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
+from hems.settings import PROJECT_ROOT, Profile, Settings, SettingsError, get_settings
 
 # plain tracebacks: rich's traceback renderer (typer's default) loops forever on the cyclic
 # exception chains of a failed Dagster run, so `hems demo` hung at 100 % CPU instead of failing
@@ -374,7 +374,7 @@ def services_down() -> None:
 
 
 # --- UIs ----------------------------------------------------------------------------------
-def _ui_commands(settings: Settings) -> dict[str, tuple[list[str], int, str]]:
+def _ui_commands(settings: Settings, *, api_workers: int = 1) -> dict[str, tuple[list[str], int, str]]:
     py = sys.executable
     bin_dir = Path(py).parent
     mlflow_dir = settings.mlflow_dir
@@ -389,6 +389,8 @@ def _ui_commands(settings: Settings) -> dict[str, tuple[list[str], int, str]]:
                 settings.api.host,
                 "--port",
                 str(settings.api.port),
+                "--workers",
+                str(api_workers),
             ],
             settings.api.port,
             "/docs",
@@ -463,14 +465,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _serve(names: list[str], settings: Settings) -> None:
+def _serve(names: list[str], settings: Settings, *, api_workers: int = 1) -> None:
     """Start the named UIs, wait until each answers, print their URLs, stop them all on Ctrl-C."""
     from orchestration.lib.runner import prepare_dagster_home
 
     prepare_dagster_home(settings)
     settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    commands = _ui_commands(settings)
+    commands = _ui_commands(settings, api_workers=api_workers)
     busy = [f"{n} port {commands[n][1]}" for n in names if _port_open(commands[n][1])]
     if busy:
         raise HemsError(
@@ -545,9 +547,24 @@ def _serve(names: list[str], settings: Settings) -> None:
 
 
 @app.command()
-def serve() -> None:
+def serve(
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="API worker processes (stack profile: one per core; the embedded profile's cache "
+            "and rate limiter live in one process, so it runs 1)",
+        ),
+    ] = 1,
+) -> None:
     """Start the serving API (apps; OpenAPI at /docs)."""
-    _serve(["api"], get_settings())
+    settings = get_settings()
+    if workers > 1 and settings.profile is not Profile.stack:
+        raise HemsError(
+            f"--workers {workers} needs HEMS_PROFILE=stack: the embedded profile's cache and rate "
+            "limiter are per process, so several workers would each keep their own"
+        )
+    _serve(["api"], settings, api_workers=workers)
 
 
 @app.command()

@@ -17,6 +17,7 @@ Authorization lives here and only here:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -64,9 +65,21 @@ async def cache_dep() -> Cache:
     return get_cache()
 
 
+_engine_of: tuple[Settings, Engine] | None = None
+
+
 def app_engine() -> Engine:
-    """The app database engine (for code outside dependencies, e.g. the WebSocket)."""
-    return appdb.get_engine(get_settings().app_database_url)
+    """The app database engine (for code outside dependencies, e.g. the WebSocket); remembered
+    for the current settings object, since rendering its URL costs more than the cached lookups
+    the dashboard makes with it."""
+    global _engine_of
+    settings = get_settings()
+    known = _engine_of
+    if known is not None and known[0] is settings:
+        return known[1]
+    engine = appdb.get_engine(settings.app_database_url)
+    _engine_of = (settings, engine)
+    return engine
 
 
 async def engine_dep() -> Engine:
@@ -224,14 +237,32 @@ def authorize_household(
     return check_household(lookup_household(engine, household_id), principal, household_id, write=write)
 
 
+#: lookups in flight, per event loop, database and household (see :func:`recent_household`)
+_inflight: dict[tuple[int, str, str], asyncio.Future[HouseholdRef | None]] = {}
+
+
+async def recent_household(engine: Engine, household_id: str) -> HouseholdRef | None:
+    """:func:`lookup_household` for async code: from memory when recently read, else one database
+    read in the thread pool that every concurrent request for the household awaits — when a
+    busy household's row expires, 64 requests in flight cost one read, not 64."""
+    ref = recent_households.get(engine, household_id)
+    if ref is not None:
+        return ref
+    key = (id(asyncio.get_running_loop()), _db_key(engine), household_id)
+    future = _inflight.get(key)
+    if future is None:
+        future = _inflight[key] = asyncio.ensure_future(
+            run_in_threadpool(lookup_household, engine, household_id)
+        )
+        future.add_done_callback(lambda _: _inflight.pop(key, None))
+    return await asyncio.shield(future)  # a cancelled request does not cancel the others' read
+
+
 async def authorized_household(
     engine: Engine, principal: Principal, household_id: str, *, write: bool = False
 ) -> HouseholdRef:
     """:func:`authorize_household` for async code: a database read only when not recently read."""
-    ref = recent_households.get(engine, household_id)
-    if ref is None:  # a database read: in the thread pool, off the event loop
-        ref = await run_in_threadpool(lookup_household, engine, household_id)
-    return check_household(ref, principal, household_id, write=write)
+    return check_household(await recent_household(engine, household_id), principal, household_id, write=write)
 
 
 async def household_access(

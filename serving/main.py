@@ -24,6 +24,7 @@ from serving.api.routes import (
     users,
 )
 from serving.api.routes import ingest as ingest_routes
+from serving.fast_path import DashboardHitFastPath
 from serving.problems import install_problem_handlers
 from serving.rate_limit import RateLimiter
 from serving.security import check_configured
@@ -40,13 +41,20 @@ Authenticate with `POST /auth/token` (OAuth2 password flow) and send
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # refuse to serve without secrets (stack profile); the local profile generates its own
     check_configured(get_settings())
-    yield
+    stop_log_writer = middleware.start_log_writer()
+    try:
+        yield
+    finally:
+        if stop_log_writer is not None:
+            stop_log_writer()
 
 
 def create_app(rate_limiter: RateLimiter | None = None) -> FastAPI:
     """The app for the current settings; ``rate_limiter`` replaces the profile's (tests)."""
     settings = get_settings()
     app = FastAPI(title="HEMS platform API", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
+    # innermost (added first): cached dashboards answered after the gateway duties, before routing
+    app.add_middleware(DashboardHitFastPath, api=app)
     middleware.install(app, settings, rate_limiter)
     install_problem_handlers(app)
     app.include_router(health.router)

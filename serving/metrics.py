@@ -7,6 +7,8 @@ cannot blow up the series count. A registry per app: tests build several apps in
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -46,6 +48,7 @@ class ApiMetrics:
             "Rate-limit checks that failed outright: the request was let through",
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.rate_limit_redis_errors = Gauge(
             "hems_api_rate_limit_redis_errors",
             "Redis failures of the rate limiter since start (it limits in-process meanwhile)",
@@ -53,8 +56,16 @@ class ApiMetrics:
         )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.latency.labels(method, route).observe(seconds)
-        self.requests.labels(method, route, str(status)).inc()
+        # the labelled children, looked up once per (method, route, status): ``labels()`` takes a
+        # lock and validates its arguments on every call
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = self._children[(method, route, status)] = (
+                self.latency.labels(method, route),
+                self.requests.labels(method, route, str(status)),
+            )
+        children[0].observe(seconds)
+        children[1].inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

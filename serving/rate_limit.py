@@ -8,27 +8,22 @@ is let in again exactly when its oldest counted request leaves the window — wh
 
 from __future__ import annotations
 
-import asyncio
 import collections
+import itertools
 import logging
 import math
+import secrets
 import threading
 import time
-import uuid
-import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from hems.settings import Profile, Settings
 from hems.stores.redis_client import redis_connection_kwargs
-
-if TYPE_CHECKING:
-    from redis.commands.core import AsyncScript
+from serving.redis_scripts import LoopScript
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +105,8 @@ class RedisRateLimiter(RateLimiter):
     Redis alone for ``breaker_s`` seconds, so an outage neither lifts the limit nor makes every
     request wait for a connection attempt. ``errors`` counts the failures (exported as a metric).
 
-    redis.asyncio clients belong to one event loop, so there is one client per loop (a server
-    has one loop; test clients may start several).
+    The script runs over ``redis.asyncio`` with one client per event loop
+    (:class:`serving.redis_scripts.LoopScript`); 1 s to answer, then the fallback.
     """
 
     def __init__(self, settings: Settings, limit: int, window_s: float, breaker_s: float = 5.0) -> None:
@@ -122,32 +117,19 @@ class RedisRateLimiter(RateLimiter):
         self.breaker_s = breaker_s
         self.errors = 0
         self._down_until = 0.0
-        self._scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncScript] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def _script(self) -> AsyncScript:
-        loop = asyncio.get_running_loop()
-        script = self._scripts.get(loop)
-        if script is None:
-            from redis.asyncio import Redis
-
-            client = Redis(
-                **redis_connection_kwargs(self.redis_settings),
-                socket_timeout=1,
-                retry=Retry(NoBackoff(), 1),  # one quick retry, then the in-process fallback
-            )
-            script = self._scripts[loop] = client.register_script(_HIT_LUA)  # EVALSHA, loads on miss
-        return script
+        # window members must be unique: a random tag per limiter (process) and a counter, which
+        # costs less per request than a uuid4 (an os.urandom call)
+        self._member_tag = secrets.token_hex(8) + "-"
+        self._members = itertools.count()
+        self._script = LoopScript(redis_connection_kwargs(settings.redis), _HIT_LUA, timeout_s=1.0)
 
     async def hit(self, who: str) -> Decision:
         if time.monotonic() < self._down_until:
             return self.fallback.hit_sync(who)
         window_us = max(1, round(self.window_s * 1_000_000))
         try:
-            result = await self._script()(
-                keys=[self.prefix + who], args=[window_us, self.limit, uuid.uuid4().hex]
-            )
+            member = f"{self._member_tag}{next(self._members)}"
+            result = await self._script(keys=[self.prefix + who], args=[window_us, self.limit, member])
         except RedisError as exc:
             self.errors += 1
             self._down_until = time.monotonic() + self.breaker_s

@@ -14,7 +14,7 @@ from datetime import date
 import pytest
 from fastapi.testclient import TestClient
 
-from hems.settings import Settings
+from hems.settings import Settings, get_settings
 from serving import bems_sync
 from tests.serving.conftest import Account
 
@@ -22,11 +22,17 @@ DAY = date(2025, 7, 1)
 
 
 @pytest.fixture
-def client(embedded_api: Settings, accounts: dict[str, Account]) -> Iterator[TestClient]:
+def client(
+    embedded_api: Settings, accounts: dict[str, Account], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
     from ingest.history import simulate_history
     from serving.main import create_app
 
     simulate_history(embedded_api, households=2, days=1, start=DAY, seed=3)
+    # the test polls the job once a second; on a busy machine the sync outlasts 100 polls, and
+    # the rate limit (tested in test_rate_limit.py) would answer 429 instead of the job
+    monkeypatch.setenv("HEMS_API__RATE_LIMIT_REQUESTS", "100000")
+    get_settings.cache_clear()
     with TestClient(create_app()) as c:
         yield c
 
@@ -38,7 +44,9 @@ def _source(status: dict, name: str) -> dict:
 def _wait(client: TestClient, url: str, headers: dict, timeout_s: float = 240.0) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        job = client.get(url, headers=headers).json()
+        r = client.get(url, headers=headers)
+        assert r.status_code == 200, r.text
+        job = r.json()
         if job["state"] != "running":
             return job
         time.sleep(1.0)

@@ -10,11 +10,13 @@ Where each part comes from, and how long it is reused:
 
 The marts part is cached per (household, range) under the marts version
 (:func:`hems.stores.cache.marts_version`), so a pipeline refresh makes it unreachable at once;
-today's part is cached for a minute. A cached answer costs two cache reads and no database.
+today's part is cached for a minute. A cached answer costs no database: in Redis one script call
+reads both parts (:mod:`serving.cache_reads`), and :mod:`serving.fast_path` answers it without FastAPI.
 """
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
@@ -32,9 +34,10 @@ from starlette.concurrency import run_in_threadpool
 from hems.contracts import ENERGY_CONSUMPTION, DeviceType
 from hems.errors import HemsError
 from hems.settings import Settings
-from hems.stores.cache import Cache, marts_version
+from hems.stores.cache import Cache, RedisCache, marts_version
 from hems.stores.raw_store import RawStore
 from hems.stores.warehouse import get_warehouse
+from serving.cache_reads import async_reader, splice_object
 from serving.deps import (
     HouseholdRef,
     cache_dep,
@@ -134,24 +137,54 @@ async def dashboard_energy(
     end: Annotated[date | None, Query(description="last local day, inclusive (default: yesterday)")] = None,
 ) -> Response:
     """``household_id`` (query) must be a household the caller may reach (404 otherwise)."""
+    query = _query(household, settings, start, end)
+    content = await cached_answer(query, cache)
+    hit = content is not None
+    if content is None:
+        content, hit = await _build_once(query, cache, engine)
+    return Response(content, media_type="application/json", headers=_HIT if hit else _MISS)
+
+
+#: answers being built, per event loop and query: concurrent requests for the same answer (say 64
+#: of a busy household when its today part expires, once a minute) wait for one build
+_building: dict[tuple[int, str, str], asyncio.Future[tuple[bytes, bool]]] = {}
+
+
+async def _build_once(query: _Query, cache: Cache, engine: Engine) -> tuple[bytes, bool]:
+    """(answer, whether its marts part came from the cache), built in the thread pool once for
+    every request of the same query that arrives while it is being built."""
+    key = (id(asyncio.get_running_loop()), query.key(""), query.today_key())
+    future = _building.get(key)
+    if future is None:
+        future = _building[key] = asyncio.ensure_future(run_in_threadpool(_build, query, cache, engine))
+        future.add_done_callback(lambda _: _building.pop(key, None))
+    return await asyncio.shield(future)  # a cancelled request does not cancel the others' build
+
+
+def _query(household: HouseholdRef, settings: Settings, start: date | None, end: date | None) -> _Query:
+    """The request's household and range, with the defaults applied (422 when out of bounds)."""
     tz_name = household.timezone or settings.domain.timezone
-    tz = ZoneInfo(tz_name)
-    today = datetime.now(tz).date()
+    today = datetime.now(ZoneInfo(tz_name)).date()
     end = end or today - timedelta(days=1)
     start = start or end - timedelta(days=29)
     if start > end:
         raise HTTPException(422, f"start {start} is after end {end}")
     if (end - start).days > 366 * 3:
         raise HTTPException(422, "a dashboard covers at most three years")
-    query = _Query(household.id, tz_name, start, end, today)
-    # the in-process cache answers on the event loop; Redis I/O goes to the thread pool
-    body = _cached(query, cache) if cache_is_local(cache) else await run_in_threadpool(_cached, query, cache)
-    hit = body is not None
-    if body is None:
-        body = await run_in_threadpool(_build, query, cache, engine)
-    return Response(
-        orjson.dumps(body), media_type="application/json", headers={CACHE_HEADER: "hit" if hit else "miss"}
-    )
+    return _Query(household.id, tz_name, start, end, today)
+
+
+async def cached_answer(query: _Query, cache: Cache) -> bytes | None:
+    """The whole answer as JSON bytes when both parts are cached, else None. On the event loop:
+    from the in-process cache, or from Redis in one asynchronous round trip as the stored bytes
+    (another cache goes to the thread pool)."""
+    if isinstance(cache, RedisCache):
+        return await _cached_redis(query, cache)
+    found = _cached(query, cache) if cache_is_local(cache) else await run_in_threadpool(_cached, query, cache)
+    return None if found is None else orjson.dumps(found)
+
+
+_HIT, _MISS = {CACHE_HEADER: "hit"}, {CACHE_HEADER: "miss"}
 
 
 class _Query:
@@ -184,10 +217,21 @@ def _cached(query: _Query, cache: Cache) -> dict[str, Any] | None:
     return {**marts, "today": today}
 
 
-def _build(query: _Query, cache: Cache, engine: Engine) -> dict[str, Any]:
+async def _cached_redis(query: _Query, cache: RedisCache) -> bytes | None:
+    """:func:`_cached` for Redis: one round trip, and the answer spliced from the stored bytes."""
+    _, marts, (today,) = await async_reader(cache).marts_get(query.key("{version}"), query.today_key())
+    if marts is None or today is None:
+        return None
+    return splice_object(marts, "today", today)
+
+
+def _build(query: _Query, cache: Cache, engine: Engine) -> tuple[bytes, bool]:
+    """The answer as JSON, and whether its marts part came from the cache (``X-Cache: hit``:
+    only today's part, refreshed once a minute, was missing)."""
     version = marts_version(cache)  # read first: data read after a refresh is stored under the old key
     key = query.key(version)
     marts = cache.get_json(key)
+    hit = marts is not None
     if marts is None:
         daily = _daily(engine, query)
         similar = _similar_homes(query, daily)
@@ -203,7 +247,7 @@ def _build(query: _Query, cache: Cache, engine: Engine) -> dict[str, Any]:
         }
         degraded = similar is None or similar.note is not None
         cache.set_json(key, marts, ttl_s=DEGRADED_TTL_S if degraded else DASHBOARD_TTL_S)
-    return {**marts, "today": _today_so_far(query, cache)}
+    return orjson.dumps({**marts, "today": _today_so_far(query, cache)}), hit
 
 
 def _daily(engine: Engine, query: _Query) -> list[DailyUsage]:
