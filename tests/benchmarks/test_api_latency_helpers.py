@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import json
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,7 +78,6 @@ def echo_server() -> Iterator[str]:
     server.shutdown()
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason=bench.WRK_MISSING)
 def test_wrk_script_sends_a_new_range_each_time_and_reports_json(echo_server: str, tmp_path: Path) -> None:
     _Echo.paths = []
     span = (dt.date(2025, 7, 1), dt.date(2025, 7, 14))
