@@ -46,23 +46,9 @@ FEATURES = (
 #: +1: expected use can only rise with the feature (the others are unconstrained)
 MONOTONE = {"area_m2": 1, "residents": 1, "electric_heating": 1, "has_ev": 1}
 _TYPES = {"single": 0, "couple": 1, "family": 2, "elderly": 3}
-_NEEDED = (
-    "kwh",
-    "area_m2",
-    "residents",
-    "building_type",
-    "household_type",
-    "electric_heating",
-    "has_ev",
-    "has_pv",
-    "outdoor_mean_c",
-    "outdoor_max_c",
-    "outdoor_min_c",
-    "cdd",
-    "hdd",
-    "day_off",
-    "month",
-)
+#: features built from another column by :func:`design` (the rest are read as they are)
+_SOURCE = {"apartment": "building_type", "household_type_code": "household_type"}
+_NEEDED = ("kwh", *(_SOURCE.get(f, f) for f in FEATURES))
 
 
 def design(daily: pl.DataFrame) -> pl.DataFrame:
