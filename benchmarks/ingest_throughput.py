@@ -1,7 +1,7 @@
 """Sustained MQTT → InfluxDB ingest throughput and latency, beside the references, as one JSON line.
 
     .venv/bin/python benchmarks/ingest_throughput.py [--workers 2] [--messages 200000]
-        [--batched-messages 5000] [--paced-seconds 10]
+        [--batched-messages 5000] [--paced-seconds 30] [--only a_paced,b_paced] [--dump DIR]
 
 Runs a private Mosquitto with the shipped config (ingest/broker/mosquitto.conf) and ``--workers``
 worker subprocesses (``python -m ingest.mqtt``; with more than one they share the load through a
@@ -31,8 +31,11 @@ Latency: reading timestamps are unique and increase by 1 ms per reading in publi
 completely queryable; a message's latency is the arrival of the first poll answer that shows its
 whole bucket queryable minus its publish time (an upper bound: + up to one poll interval and the
 query's own time, + the bucket's publish spread, ~10 ms).  This holds with several workers, which
-write in no global order.  In a paced run ``publish_msg_per_s`` shows whether the publishers held
-the target rate; when they could not (the machine is saturated), the latency includes the backlog.
+write in no global order.  The publishers start their clocks together (a barrier): messages of
+all publishers interleave in every bucket, so one that started late would add its delay to the
+others' latency.  In a paced run ``publish_msg_per_s`` shows whether the publishers held the target
+rate; the p99 target counts as met only when they did (within 2 %) — on a saturated machine they
+fall behind, and the latency then hides the backlog still in the publishers.
 
 Also reported: CPU seconds the workers and the broker used per phase (``worker_cpu_us_per_msg``),
 the figure least disturbed by other load on the machine.
@@ -43,6 +46,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import queue
 import shutil
 import socket
 import struct
@@ -180,9 +184,10 @@ def mqtt_connect(port: int, client_id: str) -> socket.socket:
     return s
 
 
-def _publish_part(args: tuple[int, list[tuple[str, bytes]], float | None]) -> np.ndarray:
-    """Publish one part (in a child process); returns each message's send time (monotonic)."""
-    port, part, rate = args
+def _publish_part(
+    k: int, port: int, part: list[tuple[str, bytes]], rate: float | None, barrier, results
+) -> None:
+    """Publish one part (in a child process); puts (k, each message's send time on time.monotonic())."""
     packets = [publish_packet(t.encode(), p, i % 65535 + 1) for i, (t, p) in enumerate(part)]
     n = len(packets)
     s = mqtt_connect(port, f"bench-pub-{uuid.uuid4().hex[:8]}")
@@ -203,6 +208,10 @@ def _publish_part(args: tuple[int, list[tuple[str, bytes]], float | None]) -> np
     reader = threading.Thread(target=read_acks, daemon=True)
     reader.start()
     times = np.empty(n)
+    # every publisher starts its clock together: each paces its own share, so one that started
+    # late (building packets, connecting) would lower the total rate and hold back the messages
+    # that interleave with its own (a time bucket holds consecutive messages of all publishers)
+    barrier.wait(120)
     t0 = time.monotonic()
     for start in range(0, n, CHUNK):
         end = min(n, start + CHUNK)
@@ -216,25 +225,56 @@ def _publish_part(args: tuple[int, list[tuple[str, bytes]], float | None]) -> np
         times[start:end] = time.monotonic()
         s.sendall(b"".join(packets[start:end]))
     reader.join(300)
+    s.close()
     if acked[0] != n:
         raise RuntimeError(f"publisher: {acked[0]} of {n} acknowledged")
-    s.close()
-    return times
+    results.put((k, times))
 
 
 def publish(
     port: int, messages: list[tuple[str, bytes]], procs: int, rate: float | None = None
 ) -> np.ndarray:
-    """Publish from ``procs`` processes (``rate`` msg/s in total, or as fast as the broker acks);
-    publish times back in message order (CLOCK_MONOTONIC is shared by processes)."""
-    parts = [messages[i::procs] for i in range(procs)]
+    """Publish from ``procs`` processes (``rate`` msg/s in total, or as fast as the broker acks),
+    started together; publish times back in message order (CLOCK_MONOTONIC is shared by processes)."""
+    ctx = multiprocessing.get_context("fork")  # the children inherit their part: nothing is pickled
+    barrier, results = ctx.Barrier(procs), ctx.Queue()
     each = rate / procs if rate else None
-    with multiprocessing.get_context("fork").Pool(procs) as pool:
-        results = pool.map(_publish_part, [(port, p, each) for p in parts])
+    children = [
+        ctx.Process(target=_publish_part, args=(k, port, messages[k::procs], each, barrier, results))
+        for k in range(procs)
+    ]
+    for c in children:
+        c.start()
     times = np.empty(len(messages))
-    for i, r in enumerate(results):
-        times[i::procs] = r
+    try:
+        got = 0
+        while got < procs:
+            try:
+                k, r = results.get(timeout=1)
+            except queue.Empty:
+                if any(c.exitcode not in (None, 0) for c in children):
+                    codes = [c.exitcode for c in children]
+                    raise RuntimeError(f"a publisher failed (exit codes {codes})") from None
+                continue
+            times[k::procs] = r
+            got += 1
+    finally:
+        for c in children:
+            c.join(10)
+            if c.is_alive():
+                c.kill()
     return times
+
+
+def send_rate(times: np.ndarray, procs: int) -> float:
+    """Messages/s the publishers sent at: each one's messages before its last chunk over the time
+    from its first to its last chunk (its start-up and the last chunk's own send excluded), summed."""
+    rate = 0.0
+    for k in range(procs):
+        own = times[k::procs]
+        span = float(own.max() - own.min())
+        rate += float((own < own.max()).sum()) / span if span > 0 else 0.0
+    return rate
 
 
 def cpu_s(pid: int) -> float:
@@ -270,12 +310,12 @@ def broker_reference(
         time.sleep(0.5)
         broker_cpu0 = _broker_cpu(port)
         started = time.monotonic()
-        publish(port, messages, procs)
+        times = publish(port, messages, procs)
         published = time.monotonic() - started
         deadline = time.monotonic() + 300
         while sum(p.stat().st_size for p in outs) < len(messages) and time.monotonic() < deadline:
             time.sleep(0.01)
-        elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - float(times.min())  # from the first send, as the ingest phases
         got = sum(p.stat().st_size for p in outs)
     finally:
         for s in subs:
@@ -296,6 +336,17 @@ _BROKER_PID: dict[int, int] = {}
 def _broker_cpu(port: int) -> float:
     pid = _BROKER_PID.get(port)
     return cpu_s(pid) if pid else 0.0
+
+
+def _broker_rss_mb(port: int) -> float | None:
+    """The broker's resident memory (MB): it grows with what it queues for absent subscribers."""
+    pid = _BROKER_PID.get(port)
+    try:
+        text = Path(f"/proc/{pid}/status").read_text() if pid else ""
+    except OSError:
+        return None
+    kb = next((int(x.split()[1]) for x in text.splitlines() if x.startswith("VmRSS:")), None)
+    return round(kb / 1024, 1) if kb is not None else None
 
 
 def influx_reference(lines: int = 500_000, batch: int = 5_000) -> float:
@@ -339,6 +390,8 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs = []
         self.metrics_ports: list[int] = []
+        self.port = port
+        self.client_ids = [f"bench-ingest-{name}-{k}" for k in range(n)]
         for k in range(n):
             self.metrics_ports.append(free_port())
             env = {
@@ -346,13 +399,12 @@ class Workers:
                 "HEMS_PROFILE": "stack",
                 "HEMS_DATA_DIR": str(work / f"var-{name}-{k}"),
                 "HEMS_MQTT__PORT": str(port),
-                "HEMS_MQTT__CLIENT_ID": f"bench-ingest-{name}-{k}",
+                "HEMS_MQTT__CLIENT_ID": self.client_ids[k],
                 "HEMS_INFLUX__DATABASE": db,
                 "HEMS_POSTGRES__APP_DATABASE": os.environ.get("HEMS_POSTGRES__APP_DATABASE", "hems"),
                 "HEMS_LOG_LEVEL": "WARNING",
             }
-            if n > 1:  # a group per phase: the stopped workers of an earlier phase keep their
-                # persistent sessions, and the broker would queue part of the messages for them
+            if n > 1:  # a group per phase: nothing of an earlier phase's group can take part
                 env["HEMS_INGEST__SHARED_GROUP"] = f"bench-{name}"
             log = open(work / f"worker-{name}-{k}.log", "wb")  # noqa: SIM115
             self.logs.append(log)
@@ -379,6 +431,14 @@ class Workers:
                 p.kill()
         for log in self.logs:
             log.close()
+        # The stopped workers' persistent sessions (and their shared subscription) outlive them, as
+        # they should in service: the broker would queue every later phase's messages for them, in
+        # memory and in its 30 s autosave (seconds of stall once it holds a GB). End them: connect
+        # with each client id and a clean session, then disconnect.
+        for cid in self.client_ids:
+            s = mqtt_connect(self.port, cid)
+            s.sendall(b"\xe0\x00")  # DISCONNECT
+            s.close()
 
     def written(self) -> list[float]:
         """hems_ingest_readings_written_total of each worker (its /metrics), -1 when not up."""
@@ -463,8 +523,10 @@ def run_phase(
         in_range = sum(bucket_counts(db, base, base + total, max(bucket_ms, 3_600_000)).values())
         msg_bucket = (np.arange(n_msgs) * per_msg) // bucket_ms
         lat = complete_at[msg_bucket] - times
+        if args.dump:  # per-message send time and latency: where in a run the slow ones were
+            np.savez(Path(args.dump) / f"{name}.npz", send=times, latency=lat)
         lat = lat[~np.isnan(lat)]
-        elapsed = finished - started
+        elapsed = finished - float(times.min())  # first publish → every reading queryable
         return {
             "messages": n_msgs,
             "readings": total,
@@ -474,7 +536,7 @@ def run_phase(
             "publish_s": round(published_s, 2),
             # the rate the publishers sent at: first to last send (publish_s also holds their
             # start-up: forking, building the packets, connecting)
-            "publish_msg_per_s": round(n_msgs / max(float(times.max() - times.min()), 1e-9)),
+            "publish_msg_per_s": round(send_rate(times, args.publishers)),
             "elapsed_s": round(elapsed, 2),
             "msg_per_s": round(n_msgs / elapsed),
             "readings_per_s": round(total / elapsed),
@@ -484,6 +546,7 @@ def run_phase(
             "worker_cpu_s": round(cpu, 2),
             "worker_cpu_us_per_msg": round(cpu / n_msgs * 1e6, 1),
             "broker_cpu_s": round(bcpu, 2),
+            "broker_rss_mb": _broker_rss_mb(port),
             "polls": polls[0],
         }
     finally:
@@ -497,11 +560,12 @@ def main() -> None:
     ap.add_argument("--publishers", type=int, default=2, help="publisher processes")
     ap.add_argument("--messages", type=int, default=200_000, help="messages for (a), one reading each")
     ap.add_argument("--batched-messages", type=int, default=5_000, help="messages for (b), 100 readings each")
-    ap.add_argument("--paced-seconds", type=float, default=10.0, help="seconds of each paced run")
+    ap.add_argument("--paced-seconds", type=float, default=30.0, help="seconds of each paced run")
     ap.add_argument("--rate-a", type=float, default=TARGET_A_MSG_S, help="msg/s of the paced (a) run")
     ap.add_argument("--rate-b", type=float, default=TARGET_B_READINGS_S / 100, help="msg/s of paced (b)")
     ap.add_argument("--devices", type=int, default=1_000)
     ap.add_argument("--only", default="", help="comma list of phases: ref,a,a_paced,b,b_paced")
+    ap.add_argument("--dump", default="", help="directory: write <phase>.npz (send times, latencies)")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
 
@@ -557,10 +621,15 @@ def main() -> None:
         met["a"] = a["msg_per_s"] >= TARGET_A_MSG_S and a["lost"] == 0
     if b:
         met["b"] = b["readings_per_s"] >= TARGET_B_READINGS_S and b["lost"] == 0
-    at_target = (args.rate_a >= TARGET_A_MSG_S, args.rate_b * 100 >= TARGET_B_READINGS_S)
-    for key, ph, ok in (("p99_a", ap_, at_target[0]), ("p99_b", bp, at_target[1])):
-        if ph and ok:
-            met[key] = ph["lost"] == 0 and (ph["p99_publish_to_queryable_s"] or 99) <= TARGET_P99_S
+    # the p99 target holds at the target rate: the run must be paced at it, and the publishers must
+    # have kept it (within 2 %; on a saturated machine they fall behind and the latency means less)
+    for key, ph, target in (("p99_a", ap_, TARGET_A_MSG_S), ("p99_b", bp, TARGET_B_READINGS_S / 100)):
+        if ph and ph["target_msg_per_s"] >= target:
+            met[key] = (
+                ph["lost"] == 0
+                and ph["publish_msg_per_s"] >= 0.98 * target
+                and (ph["p99_publish_to_queryable_s"] or 99) <= TARGET_P99_S
+            )
     result["met"] = met
     print(orjson.dumps(result).decode())
 

@@ -277,6 +277,13 @@ def _device_tracker(settings: Settings):
 def ingest_mqtt(
     metrics_port: Annotated[int | None, typer.Option(help="serve Prometheus /metrics on this port")] = None,
     client_id: Annotated[str | None, typer.Option(help="MQTT client id (stable: persistent session)")] = None,
+    retire: Annotated[
+        bool,
+        typer.Option(
+            help="leave the shared group for good: unsubscribe, drain what the broker queued for "
+            "this client id, end its session, exit (scale-in; see docs/ingest.md)"
+        ),
+    ] = False,
 ) -> None:
     """Subscribe to device telemetry and status, validate, land in the raw store (Ctrl-C stops)."""
     from ingest.mqtt import run_worker
@@ -290,6 +297,7 @@ def ingest_mqtt(
             client_id=client_id,
             on_valid=tracker.observe,
             on_status=tracker.on_status,
+            retire=retire,
         )
     finally:
         stop.set()

@@ -16,6 +16,10 @@ How the guarantee is kept (DESIGN §6):
 
 Status topics (``online``/``offline``, a device's last will) go to the ``on_status`` hook.
 Scale out by running N workers with ``shared_group`` set: ``$share/<group>/...`` splits the load.
+Scale in with :func:`retire_worker`: Mosquitto keeps handing a stopped member of a shared group its
+share of the messages (queued in its persistent session), so a worker taken away for good must
+unsubscribe, drain that queue and end its session, or its share waits for it until the session
+expires.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import paho.mqtt.client as mqtt
 import polars as pl
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hems.errors import ServiceUnavailable
+from hems.errors import HemsError, ServiceUnavailable
 from hems.settings import Settings, get_settings
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import IngestPipeline, IngestSettings, Message, Prepared
@@ -262,6 +266,7 @@ class MqttWorker:
         metrics: IngestMetrics | None = None,
         on_status: StatusHook | None = None,
         client_id: str | None = None,
+        retire: bool = False,
     ) -> None:
         self.settings = settings or get_settings()
         self.ingest = ingest_settings or pipeline.ingest
@@ -277,9 +282,19 @@ class MqttWorker:
             (f"{share}{self.prefix}/+/+/telemetry", m.qos),
             (f"{share}{self.prefix}/+/+/status", m.qos),
         ]
+        self.client_id = client_id or m.client_id
+        #: retiring: on connect, unsubscribe instead of subscribing; the session's queue still comes
+        self.retire = retire
+        self._unsubscribed = threading.Event()
+        #: whether the broker still held this client id's session when the worker first connected
+        self.session_present = False
+        # messages that arrived (network thread) and that were handled (writer thread): one writer each
+        self._arrived = 0
+        self._handled = 0
+        self._last_arrival = time.monotonic()
         self.client = _FastClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id or m.client_id,
+            client_id=self.client_id,
             clean_session=False,
             protocol=mqtt.MQTTv311,
             manual_ack=True,
@@ -289,6 +304,7 @@ class MqttWorker:
         self.client.reconnect_delay_set(min_delay=1, max_delay=5)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_unsubscribe = self._on_unsubscribe
         self.client.on_message = self._on_message  # paho's path: QoS 2 (and MQTT 5)
         self.client.on_fast_message = self._on_fast_message
         self._queue: deque[_Item] = deque()
@@ -334,7 +350,12 @@ class MqttWorker:
             return
         self._epoch += 1
         self.stats.connects += 1
-        client.subscribe(self.subscriptions)
+        if self.stats.connects == 1:
+            self.session_present = bool(getattr(flags, "session_present", False))
+        if self.retire:
+            client.unsubscribe([t for t, _ in self.subscriptions])
+        else:
+            client.subscribe(self.subscriptions)
         self._connected.set()
         log.info(
             "MQTT connected to %s:%s (session present: %s)",
@@ -350,9 +371,15 @@ class MqttWorker:
         if not self._stop.is_set():
             log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 
+    def _on_unsubscribe(self, client: mqtt.Client, userdata: Any, mid: int, *rest: Any) -> None:
+        log.info("unsubscribed (retiring): no new messages will be assigned to %s", self.client_id)
+        self._unsubscribed.set()
+
     def _on_fast_message(self, topic: str, payload: bytes, mid: int, qos: int, at: float) -> None:
         q = self._queue
         q.append((topic, payload, mid, qos, at, self._epoch))
+        self._arrived += 1
+        self._last_arrival = at
         if len(q) > self.ingest.queue_max:  # backpressure: the broker's in-flight window is too large
             while len(q) > self.ingest.queue_max and not self._stop.is_set():
                 time.sleep(0.01)
@@ -434,6 +461,19 @@ class MqttWorker:
             return  # stopping while the spool is full: not acknowledged, the broker re-sends
         self.stats.batches += 1
         self._ack(items)
+        self._handled += len(items)
+
+    # --- retiring ----------------------------------------------------------------------------
+    def drained(self, idle_s: float) -> bool:
+        """Unsubscribed, every message that came is durable and acknowledged, nothing came for
+        ``idle_s`` (with its window empty the broker would have sent what it still held), and the
+        spool is replayed."""
+        return (
+            self._unsubscribed.is_set()
+            and self._handled >= self._arrived
+            and time.monotonic() - self._last_arrival >= idle_s
+            and len(self.spool) == 0
+        )
 
     def _persist(self, batch: _Batch, prepared: Prepared | None = None) -> bool:
         """Make a batch durable: write it, or spool it; wait while the spool is full."""
@@ -550,6 +590,7 @@ def build_worker(
     on_status: StatusHook | None = None,
     on_valid: Callable[[pl.DataFrame], None] | None = None,
     client_id: str | None = None,
+    retire: bool = False,
 ) -> MqttWorker:
     """A worker wired to the configured raw store, quarantine (app database) and spool."""
     from hems.stores import appdb
@@ -578,7 +619,57 @@ def build_worker(
         metrics=metrics,
         on_status=on_status,
         client_id=client_id,
+        retire=retire,
     )
+
+
+def end_session(settings: Settings, client_id: str) -> None:
+    """Discard the broker's persistent session of ``client_id``: connect with a clean session (the
+    broker drops the old one, its subscriptions and queue), disconnect."""
+    m = settings.mqtt
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=True,
+        protocol=mqtt.MQTTv311,
+    )
+    if m.username:
+        client.username_pw_set(m.username, m.password.get_secret_value() or None)
+    answered: list[bool] = []
+    client.on_connect = lambda c, u, flags, rc, p: answered.append(not rc.is_failure)
+    client.connect(m.host, m.port, keepalive=30)
+    deadline = time.monotonic() + 10
+    while not answered and time.monotonic() < deadline:
+        client.loop(0.1)
+    client.disconnect()
+    if not answered or not answered[0]:
+        raise ServiceUnavailable(f"MQTT broker {m.host}:{m.port} did not accept the session end")
+
+
+def retire_worker(worker: MqttWorker, *, idle_s: float = 2.0, timeout_s: float = 600.0) -> bool:
+    """Take a started, retiring worker out of its shared group for good: it has unsubscribed on
+    connect (no new messages come to it), takes what its session still holds until
+    :meth:`MqttWorker.drained`, stops, and ends the session. False (session kept, nothing lost:
+    the rest stays queued for this client id) when it did not drain within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not worker.drained(idle_s):
+        if time.monotonic() > deadline:
+            log.error(
+                "not drained within %.0f s (%d messages taken, %d handled, spool %d batches); "
+                "the session is kept: run the retire again",
+                timeout_s,
+                worker._arrived,
+                worker._handled,
+                len(worker.spool),
+            )
+            return False
+        time.sleep(0.2)
+    worker.stop()
+    end_session(worker.settings, worker.client_id)
+    if not worker.session_present:
+        log.warning("the broker held no session for %s: nothing was queued for it", worker.client_id)
+    log.info("retired %s: %d messages drained, session ended", worker.client_id, worker._arrived)
+    return True
 
 
 def run_worker(
@@ -590,8 +681,19 @@ def run_worker(
     on_valid: Callable[[pl.DataFrame], None] | None = None,
     ingest_settings: IngestSettings | None = None,
     client_id: str | None = None,
+    retire: bool = False,
+    retire_timeout_s: float = 600.0,
 ) -> WorkerStats:
-    """Run the worker until ``stop_event`` is set (or SIGTERM/SIGINT in the main thread)."""
+    """Run the worker until ``stop_event`` is set (or SIGTERM/SIGINT in the main thread); with
+    ``retire``, until it has left its shared group for good (:func:`retire_worker`)."""
+    settings = settings or get_settings()
+    group = (ingest_settings or settings.ingest).shared_group
+    if retire and not group:
+        raise HemsError(
+            "retire needs a shared group (HEMS_INGEST__SHARED_GROUP): without one this worker is "
+            "the only subscriber of its messages, and unsubscribing it would drop what devices "
+            "publish from then on"
+        )
     # a batch allocates ~100k short-lived dicts; with the default gen-0 threshold (700) the cyclic
     # collector runs over a hundred times per batch (measured: ~20% of prepare's time). Set here so
     # `hems ingest mqtt` and `python -m ingest.mqtt` run the same.
@@ -608,6 +710,7 @@ def run_worker(
         on_status=on_status,
         on_valid=on_valid,
         client_id=client_id,
+        retire=retire,
     )
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -615,6 +718,12 @@ def run_worker(
     worker.start()
     s = worker.settings.mqtt
     log.info("ingest worker connecting to %s:%s as %s", s.host, s.port, client_id or s.client_id)
+    if retire:
+        log.info("retiring %s from shared group %s", worker.client_id, group)
+        if not retire_worker(worker, timeout_s=retire_timeout_s):
+            worker.stop()
+            raise HemsError(f"{worker.client_id} did not drain within {retire_timeout_s:.0f} s")
+        return worker.stats
     try:
         while not stop_event.wait(1.0):
             pass
@@ -630,10 +739,19 @@ if __name__ == "__main__":  # `python -m ingest.mqtt` (tests run the worker as a
     ap = argparse.ArgumentParser(prog="python -m ingest.mqtt")
     ap.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics here")
     ap.add_argument("--client-id", default=None, help="MQTT client id (default HEMS_MQTT__CLIENT_ID)")
+    ap.add_argument(
+        "--retire",
+        action="store_true",
+        help="leave the shared group for good: unsubscribe, drain the session's queue, end it, exit",
+    )
     cli = ap.parse_args()
     logging.basicConfig(
         level=get_settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     for noisy in ("httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    run_worker(metrics_port=cli.metrics_port, client_id=cli.client_id)
+    try:
+        run_worker(metrics_port=cli.metrics_port, client_id=cli.client_id, retire=cli.retire)
+    except HemsError as exc:
+        log.error("%s", exc)
+        raise SystemExit(1) from None

@@ -4,6 +4,11 @@ Real services: a private Mosquitto started with the shipped config, InfluxDB (a 
 on the shared server, or a private influxd for the outage), PostgreSQL for the quarantine.
 Afterwards every valid reading is in InfluxDB exactly once (by key) and every malformed one is
 in quarantine with its reason.
+
+Scale-in: Mosquitto (2.0) keeps handing a stopped member of a shared group its share of the
+messages, queued in the member's persistent session until it returns (or the session expires, a
+week later, and the messages with it). ``python -m ingest.mqtt --retire`` (``hems ingest mqtt
+--retire``) connects as that member, unsubscribes, drains what was queued for it and ends the session.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import polars as pl
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from hems.settings import InfluxSettings, Settings
 from hems.stores import appdb
@@ -211,3 +218,88 @@ def test_influxdb_outage_spools_and_replays(tmp_path, broker, postgres_database,
         worker.stop()
         check.store.close()
         influx.stop()
+
+
+# ----------------------------------------------------------------------------- scale-in
+
+#: b's share (about half) is held for b: ending b's session without draining it (the obvious
+#: scale-in) discards it, and the exactly-once check below fails with about N_SCALE / 2 missing
+N_SCALE = 4_000
+
+
+def session_present(port: int, client_id: str) -> bool:
+    """Whether the broker holds a persistent session for ``client_id`` (connecting with
+    clean_session=False reports it; the probe's own session is then discarded)."""
+    flags: list[bool] = []
+    for clean in (False, True):
+        c = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean
+        )
+        c.on_connect = lambda cl, u, f, rc, p: flags.append(bool(f.session_present))
+        c.connect("127.0.0.1", port)
+        deadline = time.monotonic() + 10
+        n = len(flags)
+        while len(flags) == n and time.monotonic() < deadline:
+            c.loop(0.1)
+        c.disconnect()
+    return flags[0]
+
+
+def test_retire_drains_the_stopped_members_share_and_ends_its_session(
+    tmp_path, broker, influx_settings, postgres_database, pg_url
+):
+    influx = influx_settings.influx
+    group = unique_name("grp")
+    envs = []
+    for name in ("a", "b"):
+        env = worker_env(tmp_path / name, broker, influx.port, influx.database, postgres_database)
+        env["HEMS_INGEST__SHARED_GROUP"] = group
+        envs.append(env)
+    a = WorkerProcess(envs[0], tmp_path / "a.log").start()
+    b = WorkerProcess(envs[1], tmp_path / "b.log").start()
+    retire = WorkerProcess(envs[1], tmp_path / "b-retire.log", args=["--retire"])
+    pub = Publisher(broker.port)
+    try:
+        a.wait_connected()
+        b.wait_connected()
+        assert b.stop() == 0  # a graceful stop: b's session (and its group membership) stays
+        now = datetime.now(UTC)
+        valid = valid_messages(N_SCALE, now=now)
+        check = Check(influx, pg_url, valid, [])
+        pub.publish(valid)
+        # a writes its share; b's share waits in b's session (the reason --retire exists)
+        assert wait_until(lambda: check.keys().height >= N_SCALE // 3, 30), check.report()
+        time.sleep(2.0)
+        stranded = N_SCALE - check.keys().height
+        assert stranded >= N_SCALE // 3, f"expected b's share to be held for it, {stranded} missing"
+
+        retire.start()
+        assert retire.proc is not None
+        retire.proc.wait(60)
+        assert retire.proc.returncode == 0, retire.log_text()[-3000:]
+        log = retire.log_text()
+        assert "unsubscribed (retiring)" in log and "session ended" in log, log[-3000:]
+        check.assert_exactly_once()  # every reading, b's share included, exactly once
+
+        # b is gone from the group: everything published now goes to a, nothing is held for b
+        more = [(t.replace("hh-", "hx-"), p) for t, p in valid_messages(500, now=now, devices=7)]
+        check_more = Check(influx, pg_url, valid + more, [])
+        pub.publish(more, rate=2_000)
+        assert wait_until(lambda: check_more.keys().height >= N_SCALE + 500, 30), check_more.report()
+        check_more.assert_exactly_once()
+        assert not session_present(broker.port, envs[1]["HEMS_MQTT__CLIENT_ID"])
+    finally:
+        pub.close()
+        for w in (a, b, retire):
+            w.stop()
+
+
+def test_retire_refuses_without_a_shared_group(tmp_path, broker, influx_settings, postgres_database, pg_url):
+    """Without a group the worker is its messages' only subscriber: unsubscribing would drop data."""
+    influx = influx_settings.influx
+    env = worker_env(tmp_path, broker, influx.port, influx.database, postgres_database)
+    w = WorkerProcess(env, tmp_path / "w.log", args=["--retire"]).start()
+    assert w.proc is not None
+    assert w.proc.wait(60) == 1
+    assert "retire needs a shared group" in w.log_text()
+    assert "MQTT connected" not in w.log_text()

@@ -105,15 +105,16 @@ class Publisher:
 class WorkerProcess:
     """``python -m ingest.mqtt`` in a subprocess with the given environment."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, args: Sequence[str] = ()) -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
+        self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ingest.mqtt"],
+            [sys.executable, "-m", "ingest.mqtt", *self.args],
             env=self.env,
             cwd=PROJECT_ROOT,
             stdout=log,
