@@ -11,8 +11,9 @@ Authorization lives here and only here:
   :func:`household_write_access` is the same rule for acting on a household's behalf, where
   analysts (read-only) get 403.
   It reads ``household_id`` from the path when the route has ``{household_id}``, else from the
-  query string, so every household-scoped route declares just
-  ``household: Annotated[HouseholdRef, Depends(household_access)]``.
+  query string, so every household-scoped route declares just ``household: HouseholdAccess``
+  (``Annotated[HouseholdRef, Depends(household_access)]``; the other ``*Dep`` aliases below
+  name the shared stores and settings the same way).
 """
 
 from __future__ import annotations
@@ -56,13 +57,22 @@ async def settings_dep() -> Settings:
     return get_settings()
 
 
+SettingsDep = Annotated[Settings, Depends(settings_dep)]
+
+
 @lru_cache(maxsize=1)
 def raw_store_dep() -> RawStore:
     return get_raw_store()
 
 
+RawStoreDep = Annotated[RawStore, Depends(raw_store_dep)]
+
+
 async def cache_dep() -> Cache:
     return get_cache()
+
+
+CacheDep = Annotated[Cache, Depends(cache_dep)]
 
 
 _engine_of: tuple[Settings, Engine] | None = None
@@ -84,6 +94,9 @@ def app_engine() -> Engine:
 
 async def engine_dep() -> Engine:
     return app_engine()
+
+
+EngineDep = Annotated[Engine, Depends(engine_dep)]
 
 
 def cache_is_local(cache: Cache) -> bool:
@@ -114,7 +127,7 @@ def principal_from_token(token: str | None, settings: Settings) -> Principal:
 async def current_user(
     request: Request,
     token: Annotated[str | None, Depends(oauth2_scheme)],
-    settings: Annotated[Settings, Depends(settings_dep)],
+    settings: SettingsDep,
 ) -> Principal:
     """The authenticated caller (any role); the token the rate limiter verified is not verified again."""
     verified = request.scope.get(PRINCIPAL_KEY)
@@ -266,17 +279,21 @@ async def authorized_household(
 
 
 async def household_access(
-    household_id: HouseholdId, principal: CurrentUser, engine: Annotated[Engine, Depends(engine_dep)]
+    household_id: HouseholdId, principal: CurrentUser, engine: EngineDep
 ) -> HouseholdRef:
     """The household named by the request, if the caller may read it (404 otherwise)."""
     return await authorized_household(engine, principal, household_id)
 
 
 async def household_write_access(
-    household_id: HouseholdId, principal: CurrentUser, engine: Annotated[Engine, Depends(engine_dep)]
+    household_id: HouseholdId, principal: CurrentUser, engine: EngineDep
 ) -> HouseholdRef:
     """The household named by the request, if the caller may act for it (owner or admin)."""
     return await authorized_household(engine, principal, household_id, write=True)
+
+
+HouseholdAccess = Annotated[HouseholdRef, Depends(household_access)]
+HouseholdWriteAccess = Annotated[HouseholdRef, Depends(household_write_access)]
 
 
 def owned_household_ids(engine: Engine, user_id: int) -> set[str]:

@@ -16,27 +16,25 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import polars as pl
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from hems.contracts import conform_readings
 from hems.settings import Settings
-from hems.stores.raw_store import RawStore
 from serving import ml_service
 from serving.api.schemas import Page
 from serving.deps import (
     CurrentUser,
+    EngineDep,
+    HouseholdAccess,
     HouseholdId,
     HouseholdRef,
     Pagination,
+    RawStoreDep,
+    SettingsDep,
     authorized_household,
-    engine_dep,
-    household_access,
-    raw_store_dep,
-    settings_dep,
 )
 from serving.problems import problem
 
@@ -175,9 +173,9 @@ async def predict_energy(
     request: Request,
     body: Annotated[PredictIn, Body()],
     principal: CurrentUser,
-    engine: Annotated[Engine, Depends(engine_dep)],
-    raw: Annotated[RawStore, Depends(raw_store_dep)],
-    settings: Annotated[Settings, Depends(settings_dep)],
+    engine: EngineDep,
+    raw: RawStoreDep,
+    settings: SettingsDep,
 ) -> Any:
     household = await authorized_household(engine, principal, body.household_id)
     tz = _tz(household, settings)
@@ -240,10 +238,10 @@ class StoredPrediction(BaseModel):
     responses={404: _ERRORS[404]},
 )
 async def predictions_history(
-    household: Annotated[HouseholdRef, Depends(household_access)],
+    household: HouseholdAccess,
     page: Pagination,
-    raw: Annotated[RawStore, Depends(raw_store_dep)],
-    settings: Annotated[Settings, Depends(settings_dep)],
+    raw: RawStoreDep,
+    settings: SettingsDep,
     start: Annotated[
         dt.date | None, Query(description="first local day (default: 7 days before end)")
     ] = None,
@@ -322,10 +320,10 @@ class TipsOut(BaseModel):
     responses={404: _ERRORS[404]},
 )
 async def optimization_tips(
-    household: Annotated[HouseholdRef, Depends(household_access)],
-    engine: Annotated[Engine, Depends(engine_dep)],
-    raw: Annotated[RawStore, Depends(raw_store_dep)],
-    settings: Annotated[Settings, Depends(settings_dep)],
+    household: HouseholdAccess,
+    engine: EngineDep,
+    raw: RawStoreDep,
+    settings: SettingsDep,
     as_of: Annotated[dt.date | None, Query(description="local day the tips are for (default: today)")] = None,
 ) -> TipsOut:
     tz = _tz(household, settings)
@@ -460,9 +458,9 @@ async def anomaly_detect(
     request: Request,
     body: Annotated[AnomalyIn, Body()],
     principal: CurrentUser,
-    engine: Annotated[Engine, Depends(engine_dep)],
-    raw: Annotated[RawStore, Depends(raw_store_dep)],
-    settings: Annotated[Settings, Depends(settings_dep)],
+    engine: EngineDep,
+    raw: RawStoreDep,
+    settings: SettingsDep,
 ) -> Any:
     household = await authorized_household(engine, principal, body.household_id)
     tz = _tz(household, settings)
@@ -584,8 +582,8 @@ class PerformanceOut(BaseModel):
 )
 async def model_performance(
     principal: CurrentUser,
-    raw: Annotated[RawStore, Depends(raw_store_dep)],
-    settings: Annotated[Settings, Depends(settings_dep)],
+    raw: RawStoreDep,
+    settings: SettingsDep,
     model: Annotated[ModelName, Query(description="registered model name")] = "hems-consumption-forecaster",
     start: Annotated[
         dt.date | None, Query(description="first local day (default: 30 days before end)")

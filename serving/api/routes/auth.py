@@ -12,11 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.engine import Engine
 
-from hems.settings import Settings
 from serving.api.routes.users import Profile, load_profile
-from serving.deps import engine_dep, settings_dep, unauthorized
+from serving.deps import EngineDep, SettingsDep, unauthorized
 from serving.security import (
     EmailTaken,
     InvalidRefreshToken,
@@ -94,7 +92,7 @@ class RefreshRequest(BaseModel):
     summary="Create a resident account",
     responses={409: {"description": "the e-mail is already registered"}},
 )
-def register(body: Registration, engine: Annotated[Engine, Depends(engine_dep)]) -> Profile:
+def register(body: Registration, engine: EngineDep) -> Profile:
     """New accounts are residents; analysts and admins are made by an operator."""
     try:
         user_id = create_user(
@@ -118,8 +116,8 @@ def register(body: Registration, engine: Annotated[Engine, Depends(engine_dep)])
 )
 def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
-    engine: Annotated[Engine, Depends(engine_dep)],
-    settings: Annotated[Settings, Depends(settings_dep)],
+    engine: EngineDep,
+    settings: SettingsDep,
 ) -> TokenPair:
     if len(form.password) > MAX_PASSWORD_LENGTH or len(form.username) > 320:
         raise unauthorized("wrong e-mail or password", invalid=False)
@@ -141,8 +139,8 @@ def login(
 )
 def refresh(
     body: RefreshRequest,
-    engine: Annotated[Engine, Depends(engine_dep)],
-    settings: Annotated[Settings, Depends(settings_dep)],
+    engine: EngineDep,
+    settings: SettingsDep,
 ) -> TokenPair:
     """Presenting an already-spent token revokes its whole session: log in again."""
     try:
@@ -159,7 +157,7 @@ def refresh(
 
 
 @router.post("/logout", status_code=204, summary="End the session of a refresh token")
-def logout(body: RefreshRequest, engine: Annotated[Engine, Depends(engine_dep)]) -> Response:
+def logout(body: RefreshRequest, engine: EngineDep) -> Response:
     """Revokes the token and every token rotated from the same login; idempotent. The access
     token stays valid until it expires (``expires_in``): clients drop it."""
     revoke_refresh_token(engine, body.refresh_token)

@@ -14,15 +14,17 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
-from hems.settings import Settings
 from hems.stores.appdb.models import Role
-from hems.stores.cache import Cache
-from hems.stores.raw_store import RawStore
 from serving import bems_sync
-from serving.deps import cache_dep, engine_dep, raw_store_dep, require_role, settings_dep
+from serving.deps import (
+    CacheDep,
+    EngineDep,
+    RawStoreDep,
+    SettingsDep,
+    require_role,
+)
 from serving.problems import problem
 from serving.security.tokens import Principal
 
@@ -116,10 +118,10 @@ def _job_out(job: bems_sync.SyncJob) -> JobOut:
 )
 def sync_status(
     principal: Annotated[Principal, Depends(_staff)],
-    settings: Annotated[Settings, Depends(settings_dep)],
-    raw: Annotated[RawStore, Depends(raw_store_dep)],
-    engine: Annotated[Engine, Depends(engine_dep)],
-    cache: Annotated[Cache, Depends(cache_dep)],
+    settings: SettingsDep,
+    raw: RawStoreDep,
+    engine: EngineDep,
+    cache: CacheDep,
 ) -> SyncStatusOut:
     status = bems_sync.sync_status(settings, raw, engine, cache)
     latest = bems_sync.runner_for(settings).latest()
@@ -169,7 +171,7 @@ async def trigger_sync(
     response: Response,
     body: Annotated[SyncIn, Body()],
     principal: Annotated[Principal, Depends(_admin)],
-    settings: Annotated[Settings, Depends(settings_dep)],
+    settings: SettingsDep,
 ) -> Any:
     end = body.end or body.start
     today = dt.datetime.now(ZoneInfo(settings.domain.timezone)).date()
@@ -197,7 +199,7 @@ async def trigger_sync(
 def sync_job(
     job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN, description="the id POST /bems/sync returned")],
     principal: Annotated[Principal, Depends(_staff)],
-    settings: Annotated[Settings, Depends(settings_dep)],
+    settings: SettingsDep,
 ) -> JobOut:
     job = bems_sync.runner_for(settings).get(job_id)
     if job is None:

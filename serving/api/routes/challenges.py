@@ -19,22 +19,21 @@ from typing import Annotated, Any, Literal, cast
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from hems.settings import Settings
 from hems.stores.appdb.models import Challenge, ChallengeParticipant, EnergyUsageDaily
 from serving.api.schemas import Page
 from serving.deps import (
     CurrentUser,
-    HouseholdRef,
+    EngineDep,
+    HouseholdAccess,
+    HouseholdWriteAccess,
     Pagination,
-    engine_dep,
-    household_access,
-    household_write_access,
+    SettingsDep,
     owned_household_ids,
-    settings_dep,
 )
 
 router = APIRouter(prefix="/community/challenges", tags=["community"])
@@ -189,8 +188,8 @@ def _out(row: Any, today: dt.date, participants: int) -> ChallengeOut:
 def list_challenges(
     principal: CurrentUser,
     page: Pagination,
-    engine: Annotated[Engine, Depends(engine_dep)],
-    settings: Annotated[Settings, Depends(settings_dep)],
+    engine: EngineDep,
+    settings: SettingsDep,
     status: Annotated[Status | None, Query(description="only upcoming, active or ended ones")] = None,
     start: Annotated[
         dt.date | None, Query(description="only challenges running on or after this day")
@@ -234,10 +233,10 @@ def list_challenges(
 )
 def join_challenge(
     challenge_id: ChallengeId,
-    household: Annotated[HouseholdRef, Depends(household_write_access)],
+    household: HouseholdWriteAccess,
     response: Response,
-    engine: Annotated[Engine, Depends(engine_dep)],
-    settings: Annotated[Settings, Depends(settings_dep)],
+    engine: EngineDep,
+    settings: SettingsDep,
 ) -> Participation:
     with engine.begin() as conn:
         row = _challenge(conn, challenge_id)
@@ -318,9 +317,9 @@ def _measure(conn: Connection, row: Any, household_ids: list[str], today: dt.dat
 )
 def challenge_progress(
     challenge_id: ChallengeId,
-    household: Annotated[HouseholdRef, Depends(household_access)],
-    engine: Annotated[Engine, Depends(engine_dep)],
-    settings: Annotated[Settings, Depends(settings_dep)],
+    household: HouseholdAccess,
+    engine: EngineDep,
+    settings: SettingsDep,
 ) -> Progress:
     with engine.connect() as conn:
         row = _challenge(conn, challenge_id)
@@ -339,8 +338,8 @@ def challenge_results(
     challenge_id: ChallengeId,
     principal: CurrentUser,
     page: Pagination,
-    engine: Annotated[Engine, Depends(engine_dep)],
-    settings: Annotated[Settings, Depends(settings_dep)],
+    engine: EngineDep,
+    settings: SettingsDep,
 ) -> Results:
     today = _today(settings)
     with engine.connect() as conn:

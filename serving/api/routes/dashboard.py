@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import polars as pl
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
@@ -39,13 +39,13 @@ from hems.stores.raw_store import RawStore
 from hems.stores.warehouse import get_warehouse
 from serving.cache_reads import async_reader, splice_object
 from serving.deps import (
+    CacheDep,
+    EngineDep,
+    HouseholdAccess,
     HouseholdRef,
-    cache_dep,
+    SettingsDep,
     cache_is_local,
-    engine_dep,
-    household_access,
     raw_store_dep,
-    settings_dep,
 )
 
 router = APIRouter(tags=["users and households"])
@@ -129,10 +129,10 @@ class EnergyDashboard(BaseModel):
     },
 )
 async def dashboard_energy(
-    household: Annotated[HouseholdRef, Depends(household_access)],
-    settings: Annotated[Settings, Depends(settings_dep)],
-    engine: Annotated[Engine, Depends(engine_dep)],
-    cache: Annotated[Cache, Depends(cache_dep)],
+    household: HouseholdAccess,
+    settings: SettingsDep,
+    engine: EngineDep,
+    cache: CacheDep,
     start: Annotated[date | None, Query(description="first local day (default: 30 days before end)")] = None,
     end: Annotated[date | None, Query(description="last local day, inclusive (default: yesterday)")] = None,
 ) -> Response:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
 
-from hems.stores.cache import Cache
-from hems.stores.raw_store import RawStore
-from serving.deps import cache_dep, engine_dep, raw_store_dep
+from serving.deps import CacheDep, EngineDep, RawStoreDep
 
 router = APIRouter(tags=["health"])
 
@@ -23,9 +20,9 @@ def health() -> dict[str, str]:
 
 @router.get("/ready", summary="Readiness: every dependency answers; names the ones that do not")
 def ready(
-    engine: Annotated[Engine, Depends(engine_dep)],
-    raw: Annotated[RawStore, Depends(raw_store_dep)],
-    cache: Annotated[Cache, Depends(cache_dep)],
+    engine: EngineDep,
+    raw: RawStoreDep,
+    cache: CacheDep,
 ) -> JSONResponse:
     checks: dict[str, Any] = {}
 

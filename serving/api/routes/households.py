@@ -21,7 +21,13 @@ from hems.stores.appdb.models import BuildingType, Household, HouseholdType, Iot
 from ingest.device_state import DeviceStateTracker
 from serving.api.routes.realtime import tracker_dep
 from serving.api.schemas import Page
-from serving.deps import ID_PATTERN, CurrentUser, HouseholdRef, Pagination, engine_dep, household_access
+from serving.deps import (
+    ID_PATTERN,
+    CurrentUser,
+    EngineDep,
+    HouseholdAccess,
+    Pagination,
+)
 
 router = APIRouter(tags=["users and households"])
 
@@ -159,7 +165,7 @@ def _out(row: Any) -> HouseholdOut:
 def list_households(
     principal: CurrentUser,
     page: Pagination,
-    engine: Annotated[Engine, Depends(engine_dep)],
+    engine: EngineDep,
     region: Annotated[str | None, Query(max_length=100, description="only this region")] = None,
 ) -> Page[HouseholdOut]:
     where = []
@@ -186,9 +192,7 @@ def list_households(
     summary="Register a household",
     responses={409: {"description": "the id is taken"}, 403: {"description": "user_id set by a non-admin"}},
 )
-def create_household(
-    body: HouseholdIn, principal: CurrentUser, engine: Annotated[Engine, Depends(engine_dep)]
-) -> HouseholdOut:
+def create_household(body: HouseholdIn, principal: CurrentUser, engine: EngineDep) -> HouseholdOut:
     owner = principal.user_id
     if body.user_id is not None and body.user_id != principal.user_id:
         if principal.role is not Role.admin:
@@ -216,8 +220,8 @@ def create_household(
 
 @router.get("/households/{household_id}", response_model=HouseholdOut, summary="One household")
 def get_household(
-    household: Annotated[HouseholdRef, Depends(household_access)],
-    engine: Annotated[Engine, Depends(engine_dep)],
+    household: HouseholdAccess,
+    engine: EngineDep,
 ) -> HouseholdOut:
     with engine.connect() as conn:
         row = conn.execute(sa.select(_households).where(_households.c.id == household.id)).one()
@@ -230,9 +234,9 @@ def get_household(
     summary="Devices of a household with their live status",
 )
 async def household_devices(
-    household: Annotated[HouseholdRef, Depends(household_access)],
+    household: HouseholdAccess,
     page: Pagination,
-    engine: Annotated[Engine, Depends(engine_dep)],
+    engine: EngineDep,
     tracker: Annotated[DeviceStateTracker, Depends(tracker_dep)],
     device_type: Annotated[str | None, Query(max_length=32, description="only this device type")] = None,
 ) -> Page[Device]:

@@ -19,16 +19,20 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
-from hems.settings import Settings, get_settings
+from hems.settings import get_settings
 from hems.stores.appdb.models import Role
-from hems.stores.raw_store import RawStore
 from ingest.device_state import DeviceStateTracker
 from ingest.pipeline import IngestPipeline
 from ingest.quarantine import Quarantine
-from serving.deps import engine_dep, owned_household_ids, raw_store_dep, require_role, settings_dep
+from serving.deps import (
+    EngineDep,
+    RawStoreDep,
+    SettingsDep,
+    owned_household_ids,
+    require_role,
+)
 from serving.problems import problem
 from serving.security import Principal
 
@@ -79,9 +83,7 @@ def split_by_ownership(items: list[Any], owned: set[str]) -> tuple[list[int], li
     return keep, forbidden
 
 
-def pipeline_dep(
-    raw: Annotated[RawStore, Depends(raw_store_dep)], settings: Annotated[Settings, Depends(settings_dep)]
-) -> IngestPipeline:
+def pipeline_dep(raw: RawStoreDep, settings: SettingsDep) -> IngestPipeline:
     """One pipeline per raw store and app database (built on first use)."""
     key = (id(raw), settings.app_database_url)
     if key not in _pipelines:
@@ -120,7 +122,7 @@ async def ingest_readings(
     request: Request,
     pipeline: Annotated[IngestPipeline, Depends(pipeline_dep)],
     principal: Annotated[Principal, Depends(require_role(Role.admin, Role.resident))],
-    engine: Annotated[Engine, Depends(engine_dep)],
+    engine: EngineDep,
 ) -> Any:
     """Validate and write a JSON array of readings; per-reading errors by index."""
     path = request.url.path

@@ -22,24 +22,22 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
-from hems.settings import Settings
 from hems.stores.cache import Cache, marts_version
 from hems.stores.warehouse import get_warehouse
 from serving.deps import (
+    CacheDep,
     CurrentUser,
+    EngineDep,
     HouseholdId,
+    SettingsDep,
     authorized_household,
-    cache_dep,
     cache_is_local,
-    engine_dep,
     recently_owned_household_ids,
-    settings_dep,
 )
 from serving.security.secrets import jwt_secret
 
@@ -124,9 +122,9 @@ class Leaderboard(BaseModel):
 )
 async def leaderboard(
     principal: CurrentUser,
-    settings: Annotated[Settings, Depends(settings_dep)],
-    engine: Annotated[Engine, Depends(engine_dep)],
-    cache: Annotated[Cache, Depends(cache_dep)],
+    settings: SettingsDep,
+    engine: EngineDep,
+    cache: CacheDep,
     week: Annotated[
         dt.date | None, Query(description="any day of the week (Monday start); default: the newest week")
     ] = None,

@@ -11,13 +11,12 @@ import datetime as dt
 from typing import Annotated, Any, cast
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.engine import Engine
 
 from hems.stores.appdb.models import Household, Notification
 from serving.api.schemas import Page
-from serving.deps import CurrentUser, HouseholdId, Pagination, engine_dep
+from serving.deps import CurrentUser, EngineDep, HouseholdId, Pagination
 
 router = APIRouter(tags=["notifications"])
 
@@ -68,7 +67,7 @@ def _day_start(day: dt.date) -> dt.datetime:
 def list_notifications(
     principal: CurrentUser,
     page: Pagination,
-    engine: Annotated[Engine, Depends(engine_dep)],
+    engine: EngineDep,
     unread: Annotated[bool, Query(description="only those not yet read")] = False,
     household_id: Annotated[HouseholdId | None, Query(description="only this household's")] = None,
     since: Annotated[dt.date | None, Query(description="created on or after this day (UTC)")] = None,
@@ -107,7 +106,7 @@ def list_notifications(
 def mark_read(
     notification_id: Annotated[int, Path(ge=1, le=2**62)],
     principal: CurrentUser,
-    engine: Annotated[Engine, Depends(engine_dep)],
+    engine: EngineDep,
 ) -> NotificationOut:
     mine = sa.and_(_notes.c.id == notification_id, _visible_to(principal.user_id))
     with engine.begin() as conn:

@@ -31,15 +31,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketState
 
 from hems.errors import ServiceUnavailable
-from hems.settings import Settings
 from ingest.device_state import DeviceStateTracker
 from serving.deps import (
-    HouseholdRef,
+    HouseholdAccess,
+    SettingsDep,
     app_engine,
     authorize_household,
-    household_access,
     principal_from_token,
-    settings_dep,
 )
 
 log = logging.getLogger(__name__)
@@ -55,7 +53,7 @@ WS_AUTH_SUBPROTOCOL = "bearer"
 CLOSE_BUS_LOST = 1011
 
 
-def tracker_dep(settings: Annotated[Settings, Depends(settings_dep)]) -> DeviceStateTracker:
+def tracker_dep(settings: SettingsDep) -> DeviceStateTracker:
     """Cheap to build: the cache and the live bus are process-wide (their factories cache them)."""
     return DeviceStateTracker.from_settings(settings)
 
@@ -90,7 +88,7 @@ class DeviceStatus(BaseModel):
     summary="Newest reading per device type and per device",
 )
 def latest_readings(
-    household: Annotated[HouseholdRef, Depends(household_access)],
+    household: HouseholdAccess,
     tracker: Annotated[DeviceStateTracker, Depends(tracker_dep)],
 ) -> dict[str, Any]:
     return tracker.latest_for_household(household.id)
@@ -102,7 +100,7 @@ def latest_readings(
     summary="Online/offline and last_seen of each device",
 )
 def devices_status(
-    household: Annotated[HouseholdRef, Depends(household_access)],
+    household: HouseholdAccess,
     tracker: Annotated[DeviceStateTracker, Depends(tracker_dep)],
 ) -> list[dict[str, Any]]:
     return tracker.devices_status(household.id)
@@ -113,7 +111,7 @@ async def live_readings(
     websocket: WebSocket,
     household_id: str,
     tracker: Annotated[DeviceStateTracker, Depends(tracker_dep)],
-    settings: Annotated[Settings, Depends(settings_dep)],
+    settings: SettingsDep,
 ) -> None:
     offered = websocket.scope.get("subprotocols") or []
     via_subprotocol = len(offered) >= 2 and offered[0] == WS_AUTH_SUBPROTOCOL

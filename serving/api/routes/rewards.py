@@ -17,18 +17,16 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from hems.stores.appdb.models import LedgerEntryType, PointsLedger, Reward, RewardProgram, Role, Settlement
 from serving.api.schemas import Page
 from serving.deps import (
     CurrentUser,
-    HouseholdRef,
+    EngineDep,
+    HouseholdAccess,
+    HouseholdWriteAccess,
     Pagination,
-    engine_dep,
-    household_access,
-    household_write_access,
     require_role,
 )
 from serving.problems import problem
@@ -62,6 +60,10 @@ Period = Annotated[
     str,
     Path(pattern=PERIOD_PATTERN, description="'YYYY-MM', or a demand-response event id 'YYYY-MM-DDTHH-HH'"),
 ]
+#: the filters the rewards and settlements listings share
+ProgramFilter = Annotated[str | None, Query(pattern=CODE_PATTERN, description="only this program code")]
+PeriodFrom = Annotated[str | None, _month("first period, YYYY-MM")]
+PeriodTo = Annotated[str | None, _month("last period, YYYY-MM (inclusive)")]
 Status = Literal["qualified", "not_qualified", "no_savings", "pending"]
 
 
@@ -134,12 +136,12 @@ class RewardOut(BaseModel):
     responses={404: {"description": "no such household, or not yours"}},
 )
 def household_rewards(
-    household: Annotated[HouseholdRef, Depends(household_access)],
+    household: HouseholdAccess,
     page: Pagination,
-    engine: Annotated[Engine, Depends(engine_dep)],
-    program: Annotated[str | None, Query(pattern=CODE_PATTERN, description="only this program code")] = None,
-    period_from: Annotated[str | None, _month("first period, YYYY-MM")] = None,
-    period_to: Annotated[str | None, _month("last period, YYYY-MM (inclusive)")] = None,
+    engine: EngineDep,
+    program: ProgramFilter = None,
+    period_from: PeriodFrom = None,
+    period_to: PeriodTo = None,
     status: Annotated[Status | None, Query(description="only rows with this status")] = None,
 ) -> Page[RewardOut]:
     earned = (
@@ -219,8 +221,8 @@ class Balance(BaseModel):
     responses={404: {"description": "no such household, or not yours"}},
 )
 def points_balance(
-    household: Annotated[HouseholdRef, Depends(household_access)],
-    engine: Annotated[Engine, Depends(engine_dep)],
+    household: HouseholdAccess,
+    engine: EngineDep,
 ) -> Balance:
     return Balance(
         household_id=household.id, balance=ledger.balance(engine, household.id), as_of=dt.datetime.now(dt.UTC)
@@ -275,9 +277,9 @@ def _entry_out(e: ledger.LedgerEntry) -> LedgerEntryOut:
     responses={404: {"description": "no such household, or not yours"}},
 )
 def points_history(
-    household: Annotated[HouseholdRef, Depends(household_access)],
+    household: HouseholdAccess,
     page: Pagination,
-    engine: Annotated[Engine, Depends(engine_dep)],
+    engine: EngineDep,
     start: Annotated[dt.date | None, Query(description="first local day (household time zone)")] = None,
     end: Annotated[dt.date | None, Query(description="last local day, inclusive")] = None,
 ) -> Page[LedgerEntryOut]:
@@ -329,9 +331,9 @@ class Redemption(LedgerEntryOut):
 async def redeem_points(
     request: Request,
     response: Response,
-    household: Annotated[HouseholdRef, Depends(household_write_access)],
+    household: HouseholdWriteAccess,
     body: Annotated[RedeemIn, Body()],
-    engine: Annotated[Engine, Depends(engine_dep)],
+    engine: EngineDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -432,10 +434,10 @@ def _settlement_out(r: Any) -> SettlementOut:
 def list_settlements(
     principal: Annotated[Principal, Depends(_staff)],
     page: Pagination,
-    engine: Annotated[Engine, Depends(engine_dep)],
-    program: Annotated[str | None, Query(pattern=CODE_PATTERN, description="only this program code")] = None,
-    period_from: Annotated[str | None, _month("first period, YYYY-MM")] = None,
-    period_to: Annotated[str | None, _month("last period, YYYY-MM (inclusive)")] = None,
+    engine: EngineDep,
+    program: ProgramFilter = None,
+    period_from: PeriodFrom = None,
+    period_to: PeriodTo = None,
 ) -> Page[SettlementOut]:
     where = _period_range(_settlements.c.period, period_from, period_to)
     if program is not None:
@@ -467,7 +469,7 @@ def get_settlement(
     program_code: ProgramCode,
     period: Period,
     principal: Annotated[Principal, Depends(_staff)],
-    engine: Annotated[Engine, Depends(engine_dep)],
+    engine: EngineDep,
 ) -> SettlementOut:
     with engine.connect() as conn:
         row = (
@@ -527,7 +529,7 @@ class ProgramOut(BaseModel):
 def list_programs(
     principal: CurrentUser,
     page: Pagination,
-    engine: Annotated[Engine, Depends(engine_dep)],
+    engine: EngineDep,
     active_on: Annotated[dt.date | None, Query(description="only programs in force on this day")] = None,
 ) -> Page[ProgramOut]:
     where: list[Any] = []

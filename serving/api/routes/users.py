@@ -7,15 +7,15 @@ The database only ever holds AES-256-GCM ciphertext of phone and address
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, cast
+from typing import Any, cast
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
 from hems.stores.appdb.models import User
-from serving.deps import CurrentUser, engine_dep, unauthorized
+from serving.deps import CurrentUser, EngineDep, unauthorized
 from serving.security import FieldCipher, FieldDecryptError, open_user_field, seal_user_field
 
 router = APIRouter(prefix="/users", tags=["users and households"])
@@ -86,14 +86,12 @@ def load_profile(engine: Engine, user_id: int, cipher: FieldCipher | None = None
 
 
 @router.get("/profile", response_model=Profile, summary="The caller's profile")
-def get_profile(principal: CurrentUser, engine: Annotated[Engine, Depends(engine_dep)]) -> Profile:
+def get_profile(principal: CurrentUser, engine: EngineDep) -> Profile:
     return load_profile(engine, principal.user_id)
 
 
 @router.put("/profile", response_model=Profile, summary="Change name, phone or address")
-def put_profile(
-    body: ProfileUpdate, principal: CurrentUser, engine: Annotated[Engine, Depends(engine_dep)]
-) -> Profile:
+def put_profile(body: ProfileUpdate, principal: CurrentUser, engine: EngineDep) -> Profile:
     cipher = FieldCipher.from_settings()
     values: dict[str, Any] = {}
     if "full_name" in body.model_fields_set:
