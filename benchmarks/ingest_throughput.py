@@ -9,10 +9,10 @@ shared subscription, ``$share/bench/...``, as docs/ingest.md describes) against 
 on the InfluxDB at HEMS_INFLUX__HOST:PORT (default 127.0.0.1:8086).
 
 The load generator is not Python-bound: each of ``--publishers`` processes sends pre-built MQTT
-3.1.1 PUBLISH packets (QoS 1, 1,000 devices' topics) over a plain socket, a few hundred per
-``sendall``, keeping at most 2,000 unacknowledged per connection (packet ids are 16-bit) and counting
-the broker's PUBACKs on a reader thread.  It either publishes as fast as the broker takes them
-(saturation) or at a fixed rate (paced).
+3.1.1 PUBLISH packets (QoS 1, 1,000 devices' topics) over a plain socket, 250 per ``sendall``
+(paced: one ``sendall`` every ~10 ms), keeping at most 2,000 unacknowledged per connection
+(packet ids are 16-bit) and counting the broker's PUBACKs on a reader thread.  It either
+publishes as fast as the broker takes them (saturation) or at a fixed rate (paced).
 
 Phases (each on a fresh database with fresh workers):
 
@@ -208,13 +208,15 @@ def _publish_part(
     reader = threading.Thread(target=read_acks, daemon=True)
     reader.start()
     times = np.empty(n)
+    # paced: a send every ~10 ms, as a fleet's messages spread over time, not in bursts of CHUNK
+    chunk = max(1, min(CHUNK, int(rate / 100))) if rate else CHUNK
     # every publisher starts its clock together: each paces its own share, so one that started
     # late (building packets, connecting) would lower the total rate and hold back the messages
     # that interleave with its own (a time bucket holds consecutive messages of all publishers)
     barrier.wait(120)
     t0 = time.monotonic()
-    for start in range(0, n, CHUNK):
-        end = min(n, start + CHUNK)
+    for start in range(0, n, chunk):
+        end = min(n, start + chunk)
         with cond:
             while end - acked[0] > WINDOW:
                 cond.wait(1)
