@@ -288,10 +288,11 @@ class MqttWorker:
         self._unsubscribed = threading.Event()
         #: whether the broker still held this client id's session when the worker first connected
         self.session_present = False
-        # messages that arrived (network thread) and that were handled (writer thread): one writer each
-        self._arrived = 0
-        self._handled = 0
-        self._last_arrival = time.monotonic()
+        # per connection epoch: messages that arrived (written by the network thread only) and that
+        # were acknowledged (by the writer thread only); the last arrival, ack or (re)connect
+        self._arrived: dict[int, int] = {}
+        self._acked: dict[int, int] = {}
+        self._last_activity = time.monotonic()
         self.client = _FastClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -349,6 +350,8 @@ class MqttWorker:
             log.error("MQTT broker refused the connection: %s", reason_code)
             return
         self._epoch += 1
+        self._arrived[self._epoch] = 0
+        self._last_activity = time.monotonic()
         self.stats.connects += 1
         if self.stats.connects == 1:
             self.session_present = bool(getattr(flags, "session_present", False))
@@ -368,6 +371,7 @@ class MqttWorker:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
     ) -> None:
         self._connected.clear()
+        self._unsubscribed.clear()  # a retiring worker unsubscribes again on the next connection
         if not self._stop.is_set():
             log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 
@@ -377,9 +381,10 @@ class MqttWorker:
 
     def _on_fast_message(self, topic: str, payload: bytes, mid: int, qos: int, at: float) -> None:
         q = self._queue
-        q.append((topic, payload, mid, qos, at, self._epoch))
-        self._arrived += 1
-        self._last_arrival = at
+        epoch = self._epoch
+        q.append((topic, payload, mid, qos, at, epoch))
+        self._arrived[epoch] += 1
+        self._last_activity = at
         if len(q) > self.ingest.queue_max:  # backpressure: the broker's in-flight window is too large
             while len(q) > self.ingest.queue_max and not self._stop.is_set():
                 time.sleep(0.01)
@@ -461,17 +466,25 @@ class MqttWorker:
             return  # stopping while the spool is full: not acknowledged, the broker re-sends
         self.stats.batches += 1
         self._ack(items)
-        self._handled += len(items)
 
     # --- retiring ----------------------------------------------------------------------------
+    def all_acked(self) -> bool:
+        """Every message that came on the current connection is durable and acknowledged (those of
+        an earlier connection were not acked there: the broker re-sends them on this one)."""
+        e = self._epoch
+        return self._acked.get(e, 0) >= self._arrived.get(e, 0)
+
     def drained(self, idle_s: float) -> bool:
-        """Unsubscribed, every message that came is durable and acknowledged, nothing came for
-        ``idle_s`` (with its window empty the broker would have sent what it still held), and the
-        spool is replayed."""
+        """Connected and unsubscribed on this connection, every message that came acknowledged,
+        nothing come for ``idle_s`` since the last message *or acknowledgement* (the broker sends
+        at most ``max_inflight_messages`` unacknowledged and refills the window as acks come back:
+        a window with room and nothing sent for ``idle_s`` means its queue for this client is
+        empty), and the spool replayed."""
         return (
-            self._unsubscribed.is_set()
-            and self._handled >= self._arrived
-            and time.monotonic() - self._last_arrival >= idle_s
+            self._connected.is_set()
+            and self._unsubscribed.is_set()
+            and self.all_acked()
+            and time.monotonic() - self._last_activity >= idle_s
             and len(self.spool) == 0
         )
 
@@ -536,6 +549,7 @@ class MqttWorker:
 
     def _ack(self, items: list[_Item]) -> None:
         epoch = self._epoch
+        done = sum(1 for it in items if it[5] == epoch)  # QoS 0 ones need no ack
         mids = [it[2] for it in items if it[5] == epoch and it[3] == 1]
         self.client.ack_many(mids)
         acked = len(mids)
@@ -545,6 +559,8 @@ class MqttWorker:
                     self.client.ack(it[2], 2)
                     acked += 1
         self.stats.acked += acked
+        self._acked[epoch] = self._acked.get(epoch, 0) + done
+        self._last_activity = time.monotonic()
         if self.metrics is not None:
             self.metrics.acked.inc(acked)
 
@@ -646,29 +662,42 @@ def end_session(settings: Settings, client_id: str) -> None:
         raise ServiceUnavailable(f"MQTT broker {m.host}:{m.port} did not accept the session end")
 
 
-def retire_worker(worker: MqttWorker, *, idle_s: float = 2.0, timeout_s: float = 600.0) -> bool:
+#: how long a retiring worker must see nothing (no message, no ack of its own) before it trusts
+#: that the broker holds nothing more for it: well above a batch's write, below any patience limit
+RETIRE_IDLE_S = 5.0
+
+
+def retire_worker(
+    worker: MqttWorker,
+    *,
+    idle_s: float = RETIRE_IDLE_S,
+    timeout_s: float = 600.0,
+    stop_event: threading.Event | None = None,
+) -> bool:
     """Take a started, retiring worker out of its shared group for good: it has unsubscribed on
     connect (no new messages come to it), takes what its session still holds until
-    :meth:`MqttWorker.drained`, stops, and ends the session. False (session kept, nothing lost:
-    the rest stays queued for this client id) when it did not drain within ``timeout_s``."""
+    :meth:`MqttWorker.drained`, stops, and ends the session. False, with the session kept (nothing
+    lost: what is left stays queued for this client id), when it did not drain within
+    ``timeout_s``, was interrupted, or something came in while it stopped."""
     deadline = time.monotonic() + timeout_s
     while not worker.drained(idle_s):
-        if time.monotonic() > deadline:
+        interrupted = stop_event is not None and stop_event.is_set()
+        if interrupted or time.monotonic() > deadline:
+            worker.stop()
             log.error(
-                "not drained within %.0f s (%d messages taken, %d handled, spool %d batches); "
-                "the session is kept: run the retire again",
-                timeout_s,
-                worker._arrived,
-                worker._handled,
-                len(worker.spool),
+                "%s; the session is kept (nothing is lost): run the retire again",
+                "interrupted" if interrupted else f"not drained within {timeout_s:.0f} s",
             )
             return False
         time.sleep(0.2)
     worker.stop()
+    if not worker.all_acked():  # came while stopping: unacknowledged, so still the broker's
+        log.error("messages came in while stopping; the session is kept: run the retire again")
+        return False
     end_session(worker.settings, worker.client_id)
     if not worker.session_present:
         log.warning("the broker held no session for %s: nothing was queued for it", worker.client_id)
-    log.info("retired %s: %d messages drained, session ended", worker.client_id, worker._arrived)
+    log.info("retired %s: %d messages drained, session ended", worker.client_id, worker.stats.received)
     return True
 
 
@@ -720,9 +749,12 @@ def run_worker(
     log.info("ingest worker connecting to %s:%s as %s", s.host, s.port, client_id or s.client_id)
     if retire:
         log.info("retiring %s from shared group %s", worker.client_id, group)
-        if not retire_worker(worker, timeout_s=retire_timeout_s):
-            worker.stop()
-            raise HemsError(f"{worker.client_id} did not drain within {retire_timeout_s:.0f} s")
+        try:
+            retired = retire_worker(worker, timeout_s=retire_timeout_s, stop_event=stop_event)
+        except (OSError, ServiceUnavailable) as exc:  # the session end could not reach the broker
+            raise HemsError(f"{worker.client_id} drained, but its session was not ended: {exc}") from exc
+        if not retired:
+            raise HemsError(f"{worker.client_id} was not retired; its session is kept (see the log)")
         return worker.stats
     try:
         while not stop_event.wait(1.0):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -15,8 +16,16 @@ CONFIG_TEMPLATE = Path(__file__).with_name("mosquitto.conf")
 MOSQUITTO = "/usr/sbin/mosquitto"
 
 
-def render_config(directory: Path, port: int, *, auth: str = "allow_anonymous true") -> Path:
-    """Write ``mosquitto.conf`` for a broker on ``127.0.0.1:port`` with its data under ``directory``."""
+def render_config(
+    directory: Path,
+    port: int,
+    *,
+    auth: str = "allow_anonymous true",
+    overrides: dict[str, str] | None = None,
+) -> Path:
+    """Write ``mosquitto.conf`` for a broker on ``127.0.0.1:port`` with its data under ``directory``;
+    ``overrides`` replace the values of settings the shipped config has (a test shrinking the
+    in-flight window, say); an unknown one is an error, not a silently ignored line."""
     directory.mkdir(parents=True, exist_ok=True)
     text = Template(CONFIG_TEMPLATE.read_text()).substitute(
         port=port,
@@ -25,6 +34,10 @@ def render_config(directory: Path, port: int, *, auth: str = "allow_anonymous tr
         pid_file=str(directory / "mosquitto.pid"),
         auth=auth,
     )
+    for key, value in (overrides or {}).items():
+        text, n = re.subn(rf"^{re.escape(key)} .*$", f"{key} {value}", text, flags=re.MULTILINE)
+        if n != 1:
+            raise ValueError(f"{key!r} is not a setting of the shipped mosquitto.conf")
     if os.geteuid() == 0:  # mosquitto drops root to "mosquitto" unless told otherwise
         text = "user root\n" + text
     conf = directory / "mosquitto.conf"
@@ -35,12 +48,19 @@ def render_config(directory: Path, port: int, *, auth: str = "allow_anonymous tr
 class PrivateBroker:
     """A Mosquitto started with the shipped config on a free loopback port; restartable."""
 
-    def __init__(self, directory: Path, port: int | None = None, binary: str = MOSQUITTO) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        binary: str = MOSQUITTO,
+        overrides: dict[str, str] | None = None,
+    ) -> None:
         self.dir, self.port, self.binary = Path(directory), port or free_port(), binary
+        self.overrides = overrides
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> PrivateBroker:
-        conf = render_config(self.dir, self.port)
+        conf = render_config(self.dir, self.port, overrides=self.overrides)
         self.proc = subprocess.Popen(
             [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
