@@ -290,7 +290,7 @@ class MqttWorker:
         self.session_present = False
         # per connection epoch: messages that arrived (written by the network thread only) and that
         # were acknowledged (by the writer thread only); the last arrival, ack or (re)connect
-        self._arrived: dict[int, int] = {}
+        self._arrived: dict[int, int] = {0: 0}
         self._acked: dict[int, int] = {}
         self._last_activity = time.monotonic()
         self.client = _FastClient(
