@@ -67,8 +67,11 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hems.errors import ServiceUnavailable  # noqa: E402
 from hems.services.manager import free_port  # noqa: E402
+from hems.settings import Settings  # noqa: E402
 from ingest.broker import PrivateBroker  # noqa: E402
+from ingest.mqtt import end_session  # noqa: E402
 
 PREFIX = "hems/v1"
 TARGET_A_MSG_S = 20_000
@@ -447,14 +450,13 @@ class Workers:
             log.close()
         # The stopped workers' persistent sessions (and their shared subscription) outlive them, as
         # they should in service: the broker would queue every later phase's messages for them, in
-        # memory and in its 30 s autosave (seconds of stall once it holds a GB). End them: connect
-        # with each client id and a clean session, then disconnect.
+        # memory and in its 30 s autosave (seconds of stall once it holds a GB). End them as
+        # `--retire` does once it has drained a session.
+        broker = Settings(mqtt={"host": "127.0.0.1", "port": self.port})
         for cid in self.client_ids:
             try:
-                s = mqtt_connect(self.port, cid)
-                s.sendall(b"\xe0\x00")  # DISCONNECT
-                s.close()
-            except (OSError, RuntimeError) as exc:  # the broker is gone: so are its sessions
+                end_session(broker, cid)
+            except (OSError, ServiceUnavailable) as exc:  # the broker is gone: so are its sessions
                 note(f"could not end the session of {cid}: {exc}")
 
     def written(self) -> list[float]:

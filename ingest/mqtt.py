@@ -549,17 +549,17 @@ class MqttWorker:
 
     def _ack(self, items: list[_Item]) -> None:
         epoch = self._epoch
-        done = sum(1 for it in items if it[5] == epoch)  # QoS 0 ones need no ack
-        mids = [it[2] for it in items if it[5] == epoch and it[3] == 1]
+        current = [it for it in items if it[5] == epoch]  # the rest came on an earlier connection
+        mids = [it[2] for it in current if it[3] == 1]
         self.client.ack_many(mids)
         acked = len(mids)
         if self.settings.mqtt.qos > 1:  # QoS 2 subscriptions: PUBCOMP one by one
-            for it in items:
-                if it[5] == epoch and it[3] == 2:
+            for it in current:
+                if it[3] == 2:
                     self.client.ack(it[2], 2)
                     acked += 1
         self.stats.acked += acked
-        self._acked[epoch] = self._acked.get(epoch, 0) + done
+        self._acked[epoch] = self._acked.get(epoch, 0) + len(current)  # QoS 0 ones need no ack
         self._last_activity = time.monotonic()
         if self.metrics is not None:
             self.metrics.acked.inc(acked)

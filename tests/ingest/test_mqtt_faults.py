@@ -33,7 +33,7 @@ from hems.settings import InfluxSettings, Settings
 from hems.stores import appdb
 from hems.stores.raw_influx import InfluxRawStore
 from ingest.broker import PrivateBroker
-from ingest.mqtt import RETIRE_IDLE_S
+from ingest.mqtt import RETIRE_IDLE_S, end_session
 from ingest.quarantine import Quarantine
 from tests.support import require_service, unique_name
 from tests.support.ingest import (
@@ -241,19 +241,18 @@ RETIRE_BATCH_WAIT_S = 6
 
 def session_present(port: int, client_id: str) -> bool:
     """Whether the broker holds a persistent session for ``client_id`` (connecting with
-    clean_session=False reports it; the probe's own session is then discarded)."""
+    clean_session=False reports it; the probe's own session is then ended)."""
     flags: list[bool] = []
-    for clean in (False, True):
-        c = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean
-        )
-        c.on_connect = lambda cl, u, f, rc, p: flags.append(bool(f.session_present))
-        c.connect("127.0.0.1", port)
-        deadline = time.monotonic() + 10
-        n = len(flags)
-        while len(flags) == n and time.monotonic() < deadline:
-            c.loop(0.1)
-        c.disconnect()
+    c = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
+    )
+    c.on_connect = lambda cl, u, f, rc, p: flags.append(bool(f.session_present))
+    c.connect("127.0.0.1", port)
+    deadline = time.monotonic() + 10
+    while not flags and time.monotonic() < deadline:
+        c.loop(0.1)
+    c.disconnect()
+    end_session(Settings(mqtt={"host": "127.0.0.1", "port": port}), client_id)
     return flags[0]
 
 
